@@ -1,6 +1,10 @@
 """`add_ps_config(cfg)`: every ps_plugin key lives under `cfg.PS`; Detectron2's own nodes are untouched."""
 from detectron2.config import CfgNode as CN
 
+from .reid import add_reid_config
+
+from .solver import add_solver_config
+
 
 def add_data_config(cfg):
     """Dataset tagging shared by every method (multi-domain runs: LAID, hybrid pre-training)."""
@@ -32,6 +36,9 @@ def add_input_config(cfg):
     # Erosion rate of the bbox-safe crop (authors' code: 0.1).
     _C.PS.INPUT.BBOX_SAFE_EROSION = 0.1
     _C.PS.INPUT.FLIP_PROB = 0.5
+    # Boxes less visible than this fraction of their area after a crop are dropped with their pid
+    # (authors' code: albumentations BboxParams min_visibility=0.4).
+    _C.PS.INPUT.MIN_BOX_VISIBILITY = 0.4
     # k augmented views of one image with known box correspondence (SPNet QC: k = 2; SimSiam: 2).
     _C.PS.INPUT.NUM_VIEWS = 1
 
@@ -68,3 +75,5 @@ def add_ps_config(cfg):
     add_data_config(cfg)
     add_input_config(cfg)
     add_eval_config(cfg)
+    add_reid_config(cfg)
+    add_solver_config(cfg)

@@ -1,4 +1,6 @@
 """One `setup_cfg(args)` for train_net.py, the demo, the search CLI and the tests."""
+import os
+
 from detectron2.config import get_cfg
 
 from ps_plugin.config.defaults import add_ps_config
@@ -25,6 +27,17 @@ def setup_cfg(args=None, config_file=None, opts=(), freeze=True):
         cfg.merge_from_file(config_file)
     cfg.merge_from_list(list(opts))
     check_compiled_ops(cfg)
+    check_local_weights(cfg)
     if freeze:
         cfg.freeze()
     return cfg
+
+
+def check_local_weights(cfg):
+    """MODEL.WEIGHTS must be empty or an existing local file: nothing is ever downloaded."""
+    path = cfg.MODEL.WEIGHTS
+    if path and not os.path.isfile(os.path.expanduser(path)):
+        raise FileNotFoundError(
+            f"MODEL.WEIGHTS='{path}' is not a local file. Give the path of a checkpoint on this machine "
+            "(tools/convert_pretrained.py makes one from a torchvision/timm state dict); nothing is downloaded."
+        )

@@ -1,0 +1,142 @@
+"""`PersonSearchDatasetMapper`: a person-search dataset dict -> the model's input dict."""
+import copy
+import logging
+
+import numpy as np
+import torch
+from detectron2.config import configurable
+from detectron2.data import detection_utils as utils
+from detectron2.data import transforms as T
+from detectron2.structures import BoxMode
+
+from .transforms import build_person_search_augmentation
+
+__all__ = ["PersonSearchDatasetMapper"]
+
+logger = logging.getLogger(__name__)
+
+
+class PersonSearchDatasetMapper:
+    """Read the image of a record (docs/DATA_RECORDS.md), augment it and build its ground truth.
+
+    Output (one view; every key of the record is carried through, e.g. "file_name", "image_id",
+    "height", "width" (original size), "camera_id", "dataset_name", "domain", "query_index"):
+
+    - "image": uint8 tensor [C, H, W] in cfg.INPUT.FORMAT, after augmentation.
+    - "instances": Instances of image size (H, W) with
+        gt_boxes (Boxes [N, 4], XYXY in the augmented image), gt_classes (int64 [N], all 0),
+        gt_pids (int64 [N], -1 = unlabeled person),
+        gt_box_ids (int64 [N], index of the box in the record's "annotations": the same id in two
+        views of one image is the same physical box; set in every mode for uniformity).
+      Boxes less visible than `min_box_visibility` after a crop, and empty boxes, are dropped
+      together with their pid and id. An image without people gives N = 0.
+    - training: "annotations" is removed (the instances replace it).
+    - test: "annotations" is kept untouched (original frame) and "instances" holds the
+      transformed ground truth, which gallery GT-box embeddings (GT mAP, QC pass 1) need.
+      Query records (with "query_index") also get "query_boxes": float32 [K, 4], the query
+      box(es) in the augmented image.
+
+    With `num_views` = k > 1 (training only) the output is the record's keys (less
+    "annotations") plus "views": a list of k independently augmented single-view dicts of the
+    same image, as above. Detectron2's trivial batch collator (a list of dicts) serves both modes.
+    """
+
+    @configurable
+    def __init__(self, is_train, *, augmentations, image_format, num_views=1, min_box_visibility=0.0):
+        """
+        Args:
+            is_train: training (drop "annotations", allow k views) or test mode.
+            augmentations (list[Augmentation or Transform]): applied in order to AugInput(image, boxes).
+            image_format: cfg.INPUT.FORMAT, e.g. "BGR".
+            num_views: k augmented views per image; must be 1 in test mode.
+            min_box_visibility: drop boxes keeping less than this fraction of their area.
+        """
+        if num_views < 1 or (num_views > 1 and not is_train):
+            raise ValueError(
+                f"PersonSearchDatasetMapper: num_views={num_views} is invalid; use 1, or k > 1 for training only "
+                "(cfg.PS.INPUT.NUM_VIEWS)."
+            )
+        self.is_train = is_train
+        self.augmentations = T.AugmentationList(augmentations)
+        self.image_format = image_format
+        self.num_views = num_views
+        self.min_box_visibility = min_box_visibility
+        mode = "training" if is_train else "inference"
+        logger.info(f"[PersonSearchDatasetMapper] {mode} augmentations, {num_views} view(s): {augmentations}")
+
+    @classmethod
+    def from_config(cls, cfg, is_train=True):
+        return {
+            "is_train": is_train,
+            "augmentations": build_person_search_augmentation(cfg, is_train),
+            "image_format": cfg.INPUT.FORMAT,
+            "num_views": cfg.PS.INPUT.NUM_VIEWS if is_train else 1,
+            "min_box_visibility": cfg.PS.INPUT.MIN_BOX_VISIBILITY,
+        }
+
+    def __call__(self, dataset_dict):
+        """dataset_dict (not modified) -> one view dict, or {..., "views": [k view dicts]}."""
+        record = copy.deepcopy(dataset_dict)
+        image = self._read_image(record)
+        if self.num_views == 1:
+            return self._make_view(record, image)
+        multi_view = {k: v for k, v in record.items() if k != "annotations"}
+        multi_view["views"] = [self._make_view(record, image) for _ in range(self.num_views)]
+        return multi_view
+
+    def _read_image(self, record):
+        """Image [H, W, C] uint8; fills a missing height/width and checks a given one."""
+        file_name = record["file_name"]
+        try:
+            image = utils.read_image(file_name, format=self.image_format)
+        except (OSError, ValueError, SyntaxError) as e:
+            raise OSError(
+                f"Cannot read image '{file_name}' (image_id={record.get('image_id')!r}, dataset="
+                f"{record.get('dataset_name')!r}): {type(e).__name__}: {e}. The file is missing or corrupt: "
+                "re-download or re-extract it, or remove this image from the dataset."
+            ) from e
+        for key, size in (("height", image.shape[0]), ("width", image.shape[1])):
+            if record.get(key) is None:
+                record[key] = size
+        utils.check_image_size(record, image)
+        return image
+
+    def _make_view(self, record, image):
+        """One augmented view of `record` (left unmodified) and its image [H, W, C]."""
+        annotations = copy.deepcopy(record.get("annotations", []))
+        boxes = np.array(
+            [BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS) for a in annotations], dtype=np.float32
+        ).reshape(-1, 4)
+        aug_input = T.AugInput(image, boxes=boxes)
+        transforms = self.augmentations(aug_input)
+        view_image = aug_input.image
+        image_hw = view_image.shape[:2]
+
+        view = {k: v for k, v in record.items() if k != "annotations" or not self.is_train}
+        view["image"] = torch.as_tensor(np.ascontiguousarray(view_image.transpose(2, 0, 1)))
+        view["instances"] = self._instances(annotations, transforms, image_hw, aug_input.boxes)
+        if not self.is_train and "query_index" in record:
+            view["query_boxes"] = torch.as_tensor(
+                np.array([a["bbox"] for a in annotations], dtype=np.float32).reshape(-1, 4)
+            )
+        return view
+
+    def _instances(self, annotations, transforms, image_hw, unclipped_boxes):
+        """Instances of the transformed `annotations` (modified in place: clipped XYXY boxes).
+
+        unclipped_boxes: [N, 4] the boxes transformed without clipping, for the visibility test.
+        """
+        for annotation in annotations:
+            utils.transform_instance_annotations(annotation, transforms, image_hw)
+        instances = utils.annotations_to_instances(annotations, image_hw)
+        instances.gt_pids = torch.tensor([int(a["person_id"]) for a in annotations], dtype=torch.int64)
+        instances.gt_box_ids = torch.arange(len(annotations), dtype=torch.int64)
+        full_area = torch.as_tensor(_box_area(unclipped_boxes), dtype=torch.float32)
+        visible = instances.gt_boxes.area() >= self.min_box_visibility * full_area
+        return utils.filter_empty_instances(instances[visible])
+
+
+def _box_area(boxes):
+    """Areas [N] of XYXY boxes [N, 4] (may lie partly outside the image)."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])

@@ -1,0 +1,41 @@
+"""SGD or AdamW with separate learning rate / weight decay for the backbone and everything after it."""
+import torch
+from detectron2.solver.build import maybe_add_gradient_clipping
+
+
+def _backbone_and_head_params(model):
+    """Split trainable parameters into (backbone, rest); norm and bias params get WEIGHT_DECAY_NORM/BIAS."""
+    backbone, head = [], []
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            (backbone if name.startswith("backbone.") else head).append((name, param))
+    return backbone, head
+
+
+def _param_groups(named_params, lr, weight_decay, weight_decay_no_decay):
+    """Two groups: weights with `weight_decay`; biases and 1-d (norm) params with `weight_decay_no_decay`."""
+    decay = [p for n, p in named_params if p.ndim > 1]
+    no_decay = [p for n, p in named_params if p.ndim <= 1]
+    groups = [
+        {"params": decay, "lr": lr, "weight_decay": weight_decay},
+        {"params": no_decay, "lr": lr, "weight_decay": weight_decay_no_decay},
+    ]
+    return [g for g in groups if g["params"]]
+
+
+def build_person_search_optimizer(cfg, model):
+    """Optimizer from cfg.PS.SOLVER: backbone LR/WD (PS.SOLVER.BACKBONE_*) vs post-backbone (SOLVER.*)."""
+    base_lr, base_wd = cfg.SOLVER.BASE_LR, cfg.SOLVER.WEIGHT_DECAY
+    norm_wd = cfg.SOLVER.WEIGHT_DECAY_NORM
+    bb_lr = cfg.PS.SOLVER.BACKBONE_BASE_LR if cfg.PS.SOLVER.BACKBONE_BASE_LR >= 0 else base_lr
+    bb_wd = cfg.PS.SOLVER.BACKBONE_WEIGHT_DECAY if cfg.PS.SOLVER.BACKBONE_WEIGHT_DECAY >= 0 else base_wd
+    backbone, head = _backbone_and_head_params(model)
+    groups = _param_groups(backbone, bb_lr, bb_wd, min(bb_wd, norm_wd)) + _param_groups(head, base_lr, base_wd, norm_wd)
+    name = cfg.PS.SOLVER.OPTIMIZER.lower()
+    if name == "sgd":
+        optim_cls = maybe_add_gradient_clipping(cfg, torch.optim.SGD)
+        return optim_cls(groups, lr=base_lr, momentum=cfg.SOLVER.MOMENTUM, nesterov=cfg.SOLVER.NESTEROV)
+    if name == "adamw":
+        optim_cls = maybe_add_gradient_clipping(cfg, torch.optim.AdamW)
+        return optim_cls(groups, lr=base_lr, betas=tuple(cfg.PS.SOLVER.ADAMW_BETAS))
+    raise ValueError(f"PS.SOLVER.OPTIMIZER={cfg.PS.SOLVER.OPTIMIZER!r}: use 'SGD' or 'AdamW'")

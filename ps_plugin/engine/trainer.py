@@ -1,0 +1,137 @@
+"""`PersonSearchTrainer`: Detectron2's DefaultTrainer with the person-search data path, evaluator,
+optimizer, CPU-capable DDP, a NaN guard and an exactly resumable training stream."""
+import logging
+import weakref
+from collections import OrderedDict
+
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader, get_detection_dataset_dicts
+from detectron2.engine import DefaultTrainer
+from detectron2.engine.defaults import create_ddp_model
+from detectron2.evaluation import inference_on_dataset, print_csv_format
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
+
+from ps_plugin.data.mapper import PersonSearchDatasetMapper
+from ps_plugin.data.samplers import SeededMapper, ShuffledStreamDataset, StreamPositionSampler, rng_state, set_rng_state
+from ps_plugin.engine.finite_loss import FiniteLossAMPTrainer, FiniteLossTrainer
+from ps_plugin.engine.optimizer import build_person_search_optimizer
+from ps_plugin.evaluation import PersonSearchEvaluator, build_person_search_test_dicts
+
+logger = logging.getLogger(__name__)
+
+
+def group_test_datasets(names):
+    """DATASETS.TEST entries (query or gallery set names) -> {gallery name: [query names]}."""
+    groups = OrderedDict()
+    for name in names:
+        meta = MetadataCatalog.get(name)
+        if hasattr(meta, "gallery_dataset"):
+            groups.setdefault(meta.gallery_dataset, [])
+            if name not in groups[meta.gallery_dataset]:
+                groups[meta.gallery_dataset].append(name)
+        elif hasattr(meta, "query_datasets"):
+            groups.setdefault(name, [])
+            groups[name] += [q for q in meta.query_datasets if q not in groups[name]]
+        else:
+            raise ValueError(f"DATASETS.TEST entry '{name}' is neither a query nor a gallery set of a person-search dataset")
+    return groups
+
+
+def _stream_seed(cfg):
+    if cfg.PS.SOLVER.STREAM_SEED >= 0:
+        return cfg.PS.SOLVER.STREAM_SEED
+    return max(cfg.SEED, 0)
+
+
+def _tag_domains(records, cfg):
+    """Override each record's "domain" by PS.DATA.TRAIN_DOMAINS (one per DATASETS.TRAIN entry)."""
+    domains = dict(zip(cfg.DATASETS.TRAIN, cfg.PS.DATA.TRAIN_DOMAINS))
+    for record in records:
+        if record.get("dataset_name") in domains:
+            record["domain"] = domains[record["dataset_name"]]
+    return records
+
+
+class PersonSearchTrainer(DefaultTrainer):
+    def __init__(self, cfg):
+        super(DefaultTrainer, self).__init__()
+        if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
+            setup_logger()
+        cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
+        model = self.build_model(cfg)
+        optimizer = self.build_optimizer(cfg, model)
+        data_loader = self.build_train_loader(cfg)
+        device_ids = [comm.get_local_rank()] if cfg.MODEL.DEVICE.startswith("cuda") else None
+        model = create_ddp_model(model, broadcast_buffers=False, device_ids=device_ids)
+        trainer_cls = FiniteLossAMPTrainer if cfg.SOLVER.AMP.ENABLED else FiniteLossTrainer
+        self._trainer = trainer_cls(model, data_loader, optimizer)
+        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
+        self.checkpointer = DetectionCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        self.start_iter = 0
+        self.max_iter = cfg.SOLVER.MAX_ITER
+        self.cfg = cfg
+        self.register_hooks(self.build_hooks())
+
+    @classmethod
+    def build_optimizer(cls, cfg, model):
+        return build_person_search_optimizer(cfg, model)
+
+    @classmethod
+    def build_train_loader(cls, cfg, start_iter=0):
+        records = get_detection_dataset_dicts(cfg.DATASETS.TRAIN, filter_empty=cfg.PS.DATA.FILTER_EMPTY)
+        dataset = ShuffledStreamDataset(_tag_domains(records, cfg), seed=_stream_seed(cfg))
+        return build_detection_train_loader(
+            dataset,
+            mapper=SeededMapper(PersonSearchDatasetMapper(cfg, is_train=True)),
+            sampler=StreamPositionSampler(cfg.SOLVER.IMS_PER_BATCH, start_iter),
+            total_batch_size=cfg.SOLVER.IMS_PER_BATCH,
+            aspect_ratio_grouping=cfg.DATALOADER.ASPECT_RATIO_GROUPING,
+            num_workers=cfg.DATALOADER.NUM_WORKERS,
+        )
+
+    def resume_or_load(self, resume=True):
+        """Detectron2's resume, then restart the training stream at the resumed iteration."""
+        super().resume_or_load(resume=resume)
+        if self.start_iter > 0:
+            loader = self.build_train_loader(self.cfg, start_iter=self.start_iter)
+            self._trainer.data_loader = loader
+            if hasattr(self._trainer, "_data_loader_iter_obj"):
+                self._trainer._data_loader_iter_obj = None
+            else:
+                self._trainer._data_loader_iter = iter(loader)
+
+    def state_dict(self):
+        state = super().state_dict()
+        state["rng"] = comm.all_gather(rng_state())
+        return state
+
+    def load_state_dict(self, state_dict):
+        super().load_state_dict(state_dict)
+        rng = state_dict.get("rng")
+        if rng is not None and len(rng) == comm.get_world_size():
+            set_rng_state(rng[comm.get_rank()])
+
+    @classmethod
+    def build_test_loader(cls, cfg, gallery_name, query_names=()):
+        """One loader over the gallery images and the distinct queries of `query_names`, in any order."""
+        dicts = build_person_search_test_dicts(gallery_name, list(query_names))
+        return build_detection_test_loader(dicts, mapper=PersonSearchDatasetMapper(cfg, is_train=False),
+                                           num_workers=cfg.DATALOADER.NUM_WORKERS)
+
+    @classmethod
+    def build_evaluator(cls, cfg, gallery_name, query_names=()):
+        return PersonSearchEvaluator(gallery_name, list(query_names), cfg=cfg, output_dir=cfg.OUTPUT_DIR)
+
+    @classmethod
+    def test(cls, cfg, model, evaluators=None):
+        """Evaluate every gallery of DATASETS.TEST with its query sets; returns {gallery: metrics}."""
+        results = OrderedDict()
+        for gallery_name, query_names in group_test_datasets(cfg.DATASETS.TEST).items():
+            loader = cls.build_test_loader(cfg, gallery_name, query_names)
+            evaluator = cls.build_evaluator(cfg, gallery_name, query_names)
+            results[gallery_name] = inference_on_dataset(model, loader, evaluator)
+            if comm.is_main_process():
+                logger.info(f"Evaluation results for {gallery_name}:")
+                print_csv_format(results[gallery_name])
+        return results
