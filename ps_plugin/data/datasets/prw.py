@@ -17,8 +17,8 @@ import re
 import numpy as np
 from scipy.io import loadmat
 
-from .common import UNLABELED, datasets_root, make_record, register_person_search, require_path, xywh_to_xyxy
-from .cuhk_sysu import mat_strings, read_image_size
+from .common import UNLABELED, datasets_root, make_record, read_image_size, register_person_search, require_path, xywh_to_xyxy
+from .matlab import mat_strings
 
 _FIX = "Prepare PRW as described in datasets/README.md (section PRW)."
 _ANNOTATION_KEYS = ("box_new", "anno_file", "anno_previous")
