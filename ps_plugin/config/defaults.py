@@ -1,8 +1,10 @@
 """`add_ps_config(cfg)`: every ps_plugin key lives under `cfg.PS`; Detectron2's own nodes are untouched."""
 from detectron2.config import CfgNode as CN
 
-from .reid import add_reid_config
+from ps_plugin.modeling.psdiff.config import add_psdiff_config
+from ps_plugin.modeling.spnet.config import add_spnet_config
 
+from .reid import add_reid_config
 from .solver import add_solver_config
 
 
@@ -77,3 +79,5 @@ def add_ps_config(cfg):
     add_eval_config(cfg)
     add_reid_config(cfg)
     add_solver_config(cfg)
+    add_spnet_config(cfg)
+    add_psdiff_config(cfg)

@@ -1,6 +1,7 @@
 """`PersonSearchTrainer`: Detectron2's DefaultTrainer with the person-search data path, evaluator,
 optimizer, CPU-capable DDP, a NaN guard and an exactly resumable training stream."""
 import logging
+import os
 import weakref
 from collections import OrderedDict
 
@@ -121,7 +122,8 @@ class PersonSearchTrainer(DefaultTrainer):
 
     @classmethod
     def build_evaluator(cls, cfg, gallery_name, query_names=()):
-        return PersonSearchEvaluator(gallery_name, list(query_names), cfg=cfg, output_dir=cfg.OUTPUT_DIR)
+        output_dir = os.path.join(cfg.OUTPUT_DIR, "inference", gallery_name)
+        return PersonSearchEvaluator(cfg, gallery_name, list(query_names) or None, output_dir=output_dir)
 
     @classmethod
     def test(cls, cfg, model, evaluators=None):

@@ -60,7 +60,8 @@ def compact_gallery(query, boxes_by_image, json_file):
 
 def _check_query_record(record, query, json_file):
     annotations = record["annotations"]
-    if record["image_id"] != query["image"] or len(annotations) != 1 or annotations[0]["person_id"] != query["person_id"]:
+    person_ids = [a["person_id"] for a in annotations]
+    if record["image_id"] != query["image"] or person_ids != [query["person_id"]]:
         raise ValueError(
             f"{json_file}: query {query['query_index']} (image '{query['image']}', person {query['person_id']}) does "
             f"not match image entry {query['query_index'] + 1} with its single annotation. {GENERATE_FIX}"

@@ -1,0 +1,19 @@
+"""Models. Importing this package registers backbones, ROI heads and meta-architectures."""
+from . import backbones  # noqa: F401  (registers build_timm_backbone)
+from . import baseline  # noqa: F401  (registers PersonSearchRCNN and its ROI heads)
+from . import psdiff  # noqa: F401  (registers PSDiff)
+from . import spnet  # noqa: F401  (registers SPNet and build_spnet_timm_fpn_backbone)
+from .backbones import TimmBackbone
+from .baseline import PersonSearchRCNN, PersonSearchRes5ROIHeads, PersonSearchStandardROIHeads
+from .common import FeatureQueue, MemoryBank, OIMLoss, ReIDEmbeddingHead
+
+__all__ = [
+    "FeatureQueue",
+    "MemoryBank",
+    "OIMLoss",
+    "PersonSearchRCNN",
+    "PersonSearchRes5ROIHeads",
+    "PersonSearchStandardROIHeads",
+    "ReIDEmbeddingHead",
+    "TimmBackbone",
+]

@@ -1,0 +1,13 @@
+"""Baseline person search: Faster R-CNN + OIM re-id embedding head (Xiao et al. 2017)."""
+from .meta_arch import PersonSearchRCNN
+from .reid_branch import ReIDBranch, proposal_pids, resolve_num_pids
+from .roi_heads import PersonSearchRes5ROIHeads, PersonSearchStandardROIHeads
+
+__all__ = [
+    "PersonSearchRCNN",
+    "PersonSearchRes5ROIHeads",
+    "PersonSearchStandardROIHeads",
+    "ReIDBranch",
+    "proposal_pids",
+    "resolve_num_pids",
+]

@@ -1,0 +1,77 @@
+"""ROI heads = Detectron2's box heads + a re-id branch on the same ROI features.
+
+Both heads expose `embed_boxes(features, boxes) -> (embeddings [N, D], NAE scores [N] or None)`
+for boxes in input-image coordinates, which the meta-architecture uses for detections, query
+boxes and ground-truth boxes alike. Ground-truth `gt_pids` reach the proposals through
+Detectron2's `label_and_sample_proposals` (it copies every `gt_*` field of the matched box).
+"""
+from detectron2.config import configurable
+from detectron2.modeling import ROI_HEADS_REGISTRY, StandardROIHeads
+from detectron2.modeling.roi_heads import Res5ROIHeads
+
+from .reid_branch import ReIDBranch
+
+
+@ROI_HEADS_REGISTRY.register()
+class PersonSearchRes5ROIHeads(Res5ROIHeads):
+    """C4 heads (OIM baseline): res5 on pooled ROIs feeds both the box predictor and re-id."""
+
+    @configurable
+    def __init__(self, *, reid_branch, **kwargs):
+        super().__init__(**kwargs)
+        self.reid_branch = reid_branch
+
+    @classmethod
+    def from_config(cls, cfg, input_shape):
+        ret = super().from_config(cfg, input_shape)
+        ret["reid_branch"] = ReIDBranch(cfg, ret["res5"][-1].out_channels)
+        return ret
+
+    def _roi_features(self, features, boxes):
+        return self._shared_roi_transform([features[f] for f in self.in_features], boxes)
+
+    def forward(self, images, features, proposals, targets=None):
+        if not self.training:
+            return super().forward(images, features, proposals, targets)
+        proposals = self.label_and_sample_proposals(proposals, targets)
+        box_features = self._roi_features(features, [p.proposal_boxes for p in proposals])
+        predictions = self.box_predictor(box_features.mean(dim=[2, 3]))
+        losses = self.box_predictor.losses(predictions, proposals)
+        losses.update(self.reid_branch.losses(box_features, proposals))
+        return [], losses
+
+    def embed_boxes(self, features, boxes):
+        """features: backbone maps; boxes: list[Boxes] per image -> ([sum N, D], [sum N] or None)."""
+        return self.reid_branch(self._roi_features(features, boxes))
+
+
+@ROI_HEADS_REGISTRY.register()
+class PersonSearchStandardROIHeads(StandardROIHeads):
+    """FPN (or single-map) heads: the box head's output vector feeds both the predictor and re-id."""
+
+    @configurable
+    def __init__(self, *, reid_branch, **kwargs):
+        super().__init__(**kwargs)
+        self.reid_branch = reid_branch
+
+    @classmethod
+    def from_config(cls, cfg, input_shape):
+        ret = super().from_config(cfg, input_shape)
+        ret["reid_branch"] = ReIDBranch(cfg, ret["box_head"].output_shape.channels)
+        return ret
+
+    def _roi_features(self, features, boxes):
+        return self.box_head(self.box_pooler([features[f] for f in self.box_in_features], boxes))
+
+    def _forward_box(self, features, proposals):
+        if not self.training:
+            return super()._forward_box(features, proposals)
+        box_features = self._roi_features(features, [p.proposal_boxes for p in proposals])
+        predictions = self.box_predictor(box_features)
+        losses = self.box_predictor.losses(predictions, proposals)
+        losses.update(self.reid_branch.losses(box_features, proposals))
+        return losses
+
+    def embed_boxes(self, features, boxes):
+        """features: backbone maps; boxes: list[Boxes] per image -> ([sum N, D], [sum N] or None)."""
+        return self.reid_branch(self._roi_features(features, boxes))

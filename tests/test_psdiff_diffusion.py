@@ -1,0 +1,106 @@
+"""PSDiff diffusion maths: cosine schedule, dual noise generator (eq. 10), DDIM update and time pairs."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ps_plugin.modeling.psdiff import DiffusionSchedule, cosine_alphas_cumprod, ddim_step, sampling_timesteps
+from ps_plugin.modeling.psdiff.noise_generator import DualNoiseGenerator, fill_to_num_proposals
+
+
+def test_cosine_alpha_bar_is_strictly_decreasing_from_one_to_zero():
+    abar = cosine_alphas_cumprod(1000)
+    assert abar.shape == (1000,)
+    assert torch.all(abar[1:] < abar[:-1])
+    assert abar[0] > 0.9999 and abar[-1] < 1e-6
+    # Cosine schedule midpoint: f(T/2)/f(0) = cos²((0.5 + s)/(1 + s)·π/2) ≈ 0.4938.
+    s = 0.008
+    expected_mid = math.cos((0.5 + s) / (1 + s) * math.pi / 2) ** 2 / math.cos(s / (1 + s) * math.pi / 2) ** 2
+    assert abar[499].item() == pytest.approx(expected_mid, abs=1e-4)
+
+
+def test_alpha_bar_of_minus_one_is_clean_signal():
+    schedule = DiffusionSchedule(1000)
+    assert schedule.alpha_bar(-1).item() == 1.0
+    assert schedule.alpha_bar(torch.tensor([0, 999])).tolist() == pytest.approx(schedule.alphas_cumprod[[0, 999]].tolist())
+
+
+@pytest.mark.parametrize("t", [50, 500, 900])
+def test_noisy_boxes_and_embeddings_have_eq10_moments(t):
+    schedule = DiffusionSchedule(1000)
+    s1, s2, n = 2.0, 3.0, 40000
+    generator = DualNoiseGenerator(schedule, n, s1, s2, "repeat")
+    box = torch.tensor([[0.4, 0.6, 0.2, 0.5]])
+    e0 = torch.tensor([[3.0, -4.0, 0.0, 12.0]])
+    out = generator([box], [e0], generator=torch.Generator().manual_seed(t), timesteps=torch.tensor([t]))
+    abar = schedule.alphas_cumprod[t].item()
+    tol = 5 * math.sqrt(1 - abar) / math.sqrt(n)
+    boxes, embeddings = out["boxes"][0], out["embeddings"][0]
+    assert boxes.mean(0).tolist() == pytest.approx((s1 * math.sqrt(abar) * (box[0] * 2 - 1)).tolist(), abs=tol)
+    assert boxes.var(0).tolist() == pytest.approx([1 - abar] * 4, rel=0.05)
+    expected_e = s2 * math.sqrt(abar) * F.normalize(e0[0], dim=0)
+    assert embeddings.mean(0).tolist() == pytest.approx(expected_e.tolist(), abs=tol)
+    assert embeddings.var(0).tolist() == pytest.approx([1 - abar] * 4, rel=0.05)
+
+
+def test_boxes_and_embeddings_share_one_timestep_per_image():
+    schedule = DiffusionSchedule(1000)
+    calls = []
+    q_sample = schedule.q_sample
+    schedule.q_sample = lambda x0, t, noise: calls.append(t.clone()) or q_sample(x0, t, noise)
+    generator = DualNoiseGenerator(schedule, 10, 2.0, 3.0)
+    out = generator([torch.rand(2, 4), torch.rand(3, 4)], [torch.randn(2, 8), torch.randn(3, 8)])
+    assert len(calls) == 2 and torch.equal(calls[0], calls[1]) and torch.equal(calls[0], out["timesteps"])
+    assert out["boxes"].shape == (2, 10, 4) and out["embeddings"].shape == (2, 10, 8)
+
+
+def test_uniform_duplication_reaches_n_with_balanced_copies():
+    boxes, embeddings = torch.rand(7, 4), torch.randn(7, 5)
+    filled_boxes, filled_emb = fill_to_num_proposals(boxes, embeddings, 300, "repeat")
+    assert filled_boxes.shape == (300, 4) and filled_emb.shape == (300, 5)
+    counts = torch.stack([(filled_boxes == b).all(dim=1).sum() for b in boxes])
+    assert counts.sum() == 300 and counts.min() == 300 // 7 and counts.max() == 300 // 7 + 1
+    for b, e in zip(filled_boxes, filled_emb):  # every box keeps its own embedding
+        j = (boxes == b).all(dim=1).nonzero()[0, 0]
+        assert torch.equal(e, embeddings[j])
+
+
+def test_fill_pads_empty_image_and_subsamples_crowded_one():
+    boxes, embeddings = fill_to_num_proposals(torch.zeros(0, 4), torch.zeros(0, 6), 50, "repeat")
+    assert boxes.shape == (50, 4) and torch.all(boxes[:, 2:] >= 1e-4)
+    assert torch.allclose(embeddings.norm(dim=1), torch.ones(50))
+    boxes, _ = fill_to_num_proposals(torch.rand(80, 4), torch.randn(80, 6), 50, "repeat")
+    assert boxes.shape == (50, 4) and len(torch.unique(boxes, dim=0)) == 50
+    gt = torch.rand(3, 4)
+    boxes, _ = fill_to_num_proposals(gt, torch.randn(3, 6), 20, "concat")
+    assert torch.equal(boxes[:3], gt)
+    with pytest.raises(ValueError, match="GT_FILL"):
+        fill_to_num_proposals(gt, torch.randn(3, 6), 20, "tile")
+
+
+def test_ddim_step_with_eta_zero_matches_closed_form():
+    torch.manual_seed(0)
+    abar_t, abar_next = 0.3, 0.8
+    x0, eps = torch.randn(5, 4), torch.randn(5, 4)
+    x_t = math.sqrt(abar_t) * x0 + math.sqrt(1 - abar_t) * eps
+    out = ddim_step(x_t, x0, abar_t, abar_next, eta=0.0, noise=torch.randn(5, 4))
+    # Deterministic DDIM with the true x0 moves along the same ε: x_next = √ᾱ'·x0 + √(1−ᾱ')·ε.
+    assert torch.allclose(out, math.sqrt(abar_next) * x0 + math.sqrt(1 - abar_next) * eps, atol=1e-6)
+
+
+def test_ddim_step_noise_scale_is_eta_sigma():
+    abar_t, abar_next, eta = 0.3, 0.8, 1.0
+    x_t, x0, z = torch.randn(3, 4), torch.randn(3, 4), torch.randn(3, 4)
+    diff = ddim_step(x_t, x0, abar_t, abar_next, eta, z) - ddim_step(x_t, x0, abar_t, abar_next, eta, torch.zeros(3, 4))
+    sigma = math.sqrt((1 - abar_t / abar_next) * (1 - abar_next) / (1 - abar_t))
+    assert torch.allclose(diff, sigma * z, atol=1e-6)
+
+
+def test_sampling_timesteps_follow_diffusiondet():
+    assert sampling_timesteps(1000, 1) == [(999, -1)]
+    assert sampling_timesteps(1000, 2) == [(999, 499), (499, -1)]
+    pairs = sampling_timesteps(1000, 8)
+    assert [t for t, _ in pairs] == [999, 874, 749, 624, 499, 374, 249, 124] and pairs[-1][1] == -1
+    with pytest.raises(ValueError, match="SAMPLE_STEPS"):
+        sampling_timesteps(1000, 0)

@@ -1,0 +1,89 @@
+"""PSDiff set matching (scipy Hungarian vs brute force) and the eq. 13-14 losses."""
+import itertools
+
+import pytest
+import torch
+
+from ps_plugin.modeling.psdiff.losses import PSDiffCriterion
+from ps_plugin.modeling.psdiff.matcher import PSDiffMatcher, hungarian_match
+
+WEIGHTS = {"cls": 2.0, "l1": 5.0, "giou": 2.0, "reid": 5.0}
+
+
+def _brute_force_cost(cost):
+    """Minimum total cost over all injective assignments of the smaller side."""
+    n, m = cost.shape
+    if n >= m:
+        return min(sum(cost[p[j], j] for j in range(m)) for p in itertools.permutations(range(n), m))
+    return min(sum(cost[i, p[i]] for i in range(n)) for p in itertools.permutations(range(m), n))
+
+
+@pytest.mark.parametrize("shape", [(4, 4), (6, 3), (3, 5), (1, 1), (7, 2)])
+def test_hungarian_matches_brute_force(shape):
+    for seed in range(5):
+        cost = torch.rand(*shape, generator=torch.Generator().manual_seed(seed))
+        rows, cols = hungarian_match(cost)
+        assert len(rows) == min(shape) and len(set(rows.tolist())) == len(rows) and len(set(cols.tolist())) == len(cols)
+        assert cost[rows, cols].sum().item() == pytest.approx(_brute_force_cost(cost).item(), abs=1e-6)
+
+
+def _target():
+    boxes = torch.tensor([[10.0, 10.0, 30.0, 50.0], [50.0, 5.0, 80.0, 60.0]])
+    return {"boxes": boxes, "embeddings": torch.eye(4)[:2], "whwh": torch.tensor([100.0, 80.0, 100.0, 80.0])}
+
+
+def _outputs(target, perm, num=5):
+    """Predictions with the GTs placed at rows `perm` (confident) and junk elsewhere."""
+    boxes = torch.tensor([[0.0, 0.0, 5.0, 5.0]]).repeat(num, 1)
+    embeddings = -torch.ones(num, 4) / 2
+    logits = torch.full((num, 1), -4.0)
+    for gt, row in enumerate(perm):
+        boxes[row], embeddings[row], logits[row] = target["boxes"][gt], target["embeddings"][gt], 4.0
+    return {"pred_logits": logits[None], "pred_boxes": boxes[None], "pred_embeddings": embeddings[None]}
+
+
+def test_matcher_finds_the_predictions_equal_to_ground_truth():
+    target = _target()
+    (rows, cols), = PSDiffMatcher()(_outputs(target, perm=[3, 1]), [target])
+    assert dict(zip(cols.tolist(), rows.tolist())) == {0: 3, 1: 1}
+
+
+def test_reid_term_decides_between_identical_boxes():
+    target = _target()
+    outputs = _outputs(target, perm=[0, 1], num=2)
+    outputs["pred_boxes"][0, 1] = target["boxes"][0]  # both predictions sit on GT 0's box ...
+    outputs["pred_embeddings"][0] = torch.stack([target["embeddings"][1], target["embeddings"][0]])
+    target = dict(target, boxes=target["boxes"][:1], embeddings=target["embeddings"][:1])
+    (rows, _), = PSDiffMatcher()(outputs, [target])  # ... only the embedding tells GT 0 apart
+    assert rows.tolist() == [1]
+    (rows, _), = PSDiffMatcher(reid_weight=0.0)(outputs, [target])
+    assert rows.tolist() == [0]
+
+
+def test_perfect_predictions_have_zero_box_and_reid_losses():
+    target = _target()
+    losses = PSDiffCriterion(PSDiffMatcher(), WEIGHTS)([_outputs(target, perm=[2, 0])], [target])
+    assert set(losses) == {"loss_cls", "loss_l1", "loss_giou", "loss_reid"}
+    for name in ("loss_l1", "loss_giou", "loss_reid"):
+        assert losses[name].item() == pytest.approx(0.0, abs=1e-5), name
+    assert 0 < losses["loss_cls"].item() < 0.01
+
+
+def test_reid_loss_is_weighted_sum_of_l2_distances_over_gt():
+    target = _target()
+    outputs = _outputs(target, perm=[0, 1], num=2)
+    outputs["pred_embeddings"] = outputs["pred_embeddings"] + torch.tensor([0.0, 0.0, 0.3, 0.4])
+    criterion = PSDiffCriterion(PSDiffMatcher(reid_weight=0.0), WEIGHTS)
+    losses = criterion([outputs], [target])
+    # Each matched pair is 0.5 away (‖(0, 0, 0.3, 0.4)‖); mean over 2 GTs, × λ_reid = 5.
+    assert losses["loss_reid"].item() == pytest.approx(5.0 * 0.5)
+
+
+def test_deep_supervision_names_earlier_stages_and_handles_empty_images():
+    target = _target()
+    empty = {"boxes": torch.zeros(0, 4), "embeddings": torch.zeros(0, 4), "whwh": target["whwh"]}
+    one = _outputs(target, perm=[0, 1])
+    two_images = {k: torch.cat([v, v]) for k, v in one.items()}
+    losses = PSDiffCriterion(PSDiffMatcher(), WEIGHTS)([two_images, two_images], [target, empty])
+    assert {"loss_cls_stage0", "loss_reid_stage0", "loss_cls", "loss_reid"} <= set(losses)
+    assert all(torch.isfinite(v) for v in losses.values())

@@ -1,0 +1,257 @@
+"""SPNet meta-architecture on a tiny CPU model: training in both modes, QC <-> OC checkpoints,
+independent cascade stages, PT-Rep loading, the inference contract and the yaml configs."""
+import io
+from pathlib import Path
+
+import pytest
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.modeling import build_model
+from detectron2.structures import Boxes, Instances
+from detectron2.utils.events import EventStorage
+
+from ps_plugin.config import get_ps_cfg
+from ps_plugin.modeling.spnet import SPNet  # noqa: F401  (registers the meta-architecture)
+from ps_plugin.modeling.spnet.config import add_spnet_config
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+IMAGE_HW = (96, 128)
+BOXES = [[8.0, 8.0, 40.0, 88.0], [60.0, 10.0, 100.0, 90.0]]
+
+
+def tiny_spnet_cfg(mode="oc", cascade_steps=0, shared=True, reid_loss="oim"):
+    """ResNet-18 FPN of 32 channels, conv Box Embedder head, d = 16: a model that trains in ~1 s."""
+    cfg = get_ps_cfg()
+    add_spnet_config(cfg)
+    cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.META_ARCHITECTURE = "SPNet"
+    cfg.MODEL.BACKBONE.NAME = "build_retinanet_resnet_fpn_backbone"
+    cfg.MODEL.RESNETS.DEPTH = 18
+    cfg.MODEL.RESNETS.RES2_OUT_CHANNELS = 64
+    cfg.MODEL.RESNETS.OUT_FEATURES = ["res3", "res4", "res5"]
+    cfg.MODEL.FPN.IN_FEATURES = ["res3", "res4", "res5"]
+    cfg.MODEL.FPN.OUT_CHANNELS = 32
+    cfg.MODEL.ANCHOR_GENERATOR.SIZES = [[32, 40, 50], [64, 80, 101], [128, 161, 203], [256, 322, 406], [512, 645, 812]]
+    cfg.MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS = [[0.5, 1.0, 2.0]]
+    cfg.MODEL.PIXEL_STD = [57.375, 57.12, 58.395]
+    node = cfg.PS.SPNET
+    node.MODE, node.CASCADE_STEPS, node.SHARED_HEADS = mode, cascade_steps, shared
+    node.EMBED_DIM, node.REID_DIM = 16, 16 if shared else 32
+    node.BOX_EMBEDDER.HEAD, node.BOX_EMBEDDER.CONV_DIM = "conv", 32
+    node.REID.LOSS, node.REID.MOCO_QUEUE_SIZE = reid_loss, 64
+    node.TRAIN.NUM_SAMPLED_ANCHORS, node.TRAIN.QC_PAIRS_PER_BATCH = 128, 8
+    cfg.PS.REID.NUM_PIDS, cfg.PS.REID.QUEUE_SIZE = 8, 16
+    return cfg
+
+
+def _view(seed, image_id, shift=0.0):
+    generator = torch.Generator().manual_seed(seed)
+    inst = Instances(IMAGE_HW)
+    inst.gt_boxes = Boxes(torch.tensor(BOXES) + shift)
+    inst.gt_classes = torch.zeros(2, dtype=torch.int64)
+    inst.gt_pids = torch.tensor([3, -1])
+    inst.gt_box_ids = torch.tensor([0, 1])
+    image = torch.randint(0, 255, (3,) + IMAGE_HW, generator=generator).to(torch.uint8)
+    return {"image": image, "instances": inst, "image_id": image_id, "height": 2 * IMAGE_HW[0], "width": 2 * IMAGE_HW[1]}
+
+
+def _two_view_batch():
+    return [
+        {"image_id": "a", "views": [_view(1, "a"), _view(2, "a", shift=4.0)]},
+        {"image_id": "b", "views": [_view(3, "b"), _view(4, "b", shift=-4.0)]},
+    ]
+
+
+def _build(cfg):
+    torch.manual_seed(0)
+    return build_model(cfg)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode,reid_loss", [("oc", "oim"), ("qc", "moco")])
+def test_training_forward_backward(mode, reid_loss):
+    model = _build(tiny_spnet_cfg(mode, reid_loss=reid_loss))
+    with EventStorage():
+        model(_two_view_batch())  # fills the OIM lookup table / MoCo queue (all zeros: no re-id gradient)
+        losses = model(_two_view_batch())
+    assert set(losses) == {"loss_anchor", "loss_reg_s0", "loss_cls_s0", "loss_reid"}
+    assert all(torch.isfinite(v) and v.ndim == 0 for v in losses.values())
+    sum(losses.values()).backward()
+    for name in ("backbone.bottom_up.res5.0.conv1.weight", "anchor_embedder.conv.weight",
+                 "cascade.stages.0.box_detector.deltas.weight", "reid_embedder.output_projection.weight"):
+        grad = dict(model.named_parameters())[name].grad
+        assert grad is not None and grad.abs().sum() > 0, name
+    if mode == "oc":
+        assert model.cascade.stages[0].sp_block.bridge.weight.grad.abs().sum() > 0
+    else:
+        assert not any(p.requires_grad for p in model.moco.parameters())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode,reid_loss", [("oc", "oim"), ("qc", "moco")])
+def test_training_with_cascade_and_separate_heads(mode, reid_loss):
+    model = _build(tiny_spnet_cfg(mode, cascade_steps=2, shared=False, reid_loss=reid_loss))
+    with EventStorage():
+        losses = model(_two_view_batch())
+    expected = {"loss_anchor", "loss_reid"} | {f"loss_{k}_s{t}" for k in ("reg", "cls") for t in range(3)}
+    assert set(losses) == expected and all(torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    assert model.cascade.stages[2].box_embedder.output_projection.weight.grad.abs().sum() > 0
+
+
+def test_qc_oc_checkpoints_differ_only_by_the_bridge():
+    qc, oc = _build(tiny_spnet_cfg("qc")), _build(tiny_spnet_cfg("oc", cascade_steps=1))
+    qc_c1 = _build(tiny_spnet_cfg("qc", cascade_steps=1))
+    bridge = {"cascade.stages.0.sp_block.bridge.weight", "cascade.stages.0.sp_block.bridge.bias",
+              "cascade.stages.1.sp_block.bridge.weight", "cascade.stages.1.sp_block.bridge.bias"}
+    result = oc.load_state_dict(qc_c1.state_dict(), strict=False)
+    assert set(result.missing_keys) == bridge and result.unexpected_keys == []
+    result = qc_c1.load_state_dict(oc.state_dict(), strict=False)
+    assert result.missing_keys == [] and set(result.unexpected_keys) == bridge
+    assert torch.equal(oc.state_dict()["anchor_embedder.conv.weight"], qc_c1.state_dict()["anchor_embedder.conv.weight"])
+    assert set(qc.state_dict()) < set(qc_c1.state_dict())
+
+
+def test_cascade_stages_have_independent_weights():
+    model = _build(tiny_spnet_cfg("oc", cascade_steps=2, shared=False))
+    stages = model.cascade.stages
+    pointers = [{p.data_ptr() for p in stage.parameters()} for stage in stages]
+    assert all(pointers) and not (pointers[0] & pointers[1] or pointers[1] & pointers[2] or pointers[0] & pointers[2])
+    reid = {p.data_ptr() for p in model.reid_embedder.parameters()}
+    assert not any(reid & ptrs for ptrs in pointers)
+    shared = _build(tiny_spnet_cfg("oc", cascade_steps=2, shared=True))
+    assert shared.cascade.box_embedder(0, shared.reid_embedder) is shared.reid_embedder
+    assert shared.cascade.box_embedder(1, shared.reid_embedder) is not shared.cascade.box_embedder(2, shared.reid_embedder)
+    code_variant = tiny_spnet_cfg("oc", cascade_steps=2, shared=True)
+    code_variant.PS.SPNET.CASCADE_SHARE_BOX_EMBEDDER = True
+    model = _build(code_variant)
+    assert model.cascade.box_embedder(2, model.reid_embedder) is model.reid_embedder
+
+
+@pytest.mark.parametrize("replicate", [True, False])
+def test_pt_rep_loading_from_a_single_stage_qc_checkpoint(tmp_path, replicate):
+    pretrained = _build(tiny_spnet_cfg("qc", reid_loss="moco"))
+    DetectionCheckpointer(pretrained, str(tmp_path)).save("qc")
+    cfg = tiny_spnet_cfg("oc", cascade_steps=2, shared=True)
+    cfg.PS.SPNET.LOAD_REPLICATE = replicate
+    torch.manual_seed(1)
+    model = build_model(cfg)
+    DetectionCheckpointer(model).load(str(tmp_path / "qc.pth"))
+    source = pretrained.state_dict()
+    loaded = model.state_dict()
+    for t in (1, 2):
+        same = torch.equal(loaded[f"cascade.stages.{t}.box_detector.deltas.weight"],
+                           source["cascade.stages.0.box_detector.deltas.weight"])
+        assert same == replicate
+        same = torch.equal(loaded[f"cascade.stages.{t}.box_embedder.head.0.weight"], source["reid_embedder.head.0.weight"])
+        assert same == replicate
+    assert torch.equal(loaded["anchor_embedder.conv.weight"], source["anchor_embedder.conv.weight"])
+    assert not loaded["cascade.stages.0.sp_block.bridge.weight"].any()  # bridge starts at zero
+
+
+def test_inference_contract_gallery_and_query():
+    cfg = tiny_spnet_cfg("oc")
+    cfg.PS.SPNET.TEST.SCORE_THRESH = 0.0
+    cfg.PS.SPNET.TEST.DETECTIONS_PER_IMAGE = 20
+    model = _build(cfg).eval()
+    view = _view(1, "a")
+    gallery = {"image": view["image"], "height": view["height"], "width": view["width"]}
+    query = {"image": view["image"], "query_boxes": torch.tensor(BOXES)}
+    with torch.no_grad():
+        gallery_out, query_out = model([gallery, query])
+    instances = gallery_out["instances"]
+    assert set(instances.get_fields()) == {"pred_boxes", "scores", "pred_classes", "pred_embeddings"}
+    assert 0 < len(instances) <= 20 and instances.image_size == (192, 256)
+    boxes = instances.pred_boxes.tensor
+    assert boxes[:, 2].max() <= 256 and boxes[:, 3].max() <= 192 and boxes.max() > 128  # original coordinates
+    assert torch.allclose(instances.pred_embeddings.norm(dim=1), torch.ones(len(instances)), atol=1e-5)
+    assert ((instances.scores >= 0) & (instances.scores <= 1)).all()
+    embeddings = query_out["query_embeddings"]
+    assert embeddings.shape == (2, 16)
+    assert torch.allclose(embeddings.norm(dim=1), torch.ones(2), atol=1e-5)
+
+
+def test_qc_inference_needs_search():
+    cfg = tiny_spnet_cfg("qc")
+    cfg.PS.SPNET.TEST.SCORE_THRESH = 0.0
+    model = _build(cfg).eval()
+    view = _view(1, "a")
+    with pytest.raises(ValueError, match="search"):
+        model([{"image": view["image"], "image_id": "a"}])
+    query = {"image": view["image"], "query_boxes": torch.tensor(BOXES)}
+    gallery = [{"image": _view(s, "g")["image"], "height": 96, "width": 128} for s in (2, 3)]
+    result = model.search([query], gallery)
+    assert result["query_embeddings"].shape == (2, 16)
+    assert len(result["detections"]) == 2 and all(len(per_query) == 2 for per_query in result["detections"])
+    first, second = result["detections"][0][0], result["detections"][1][0]
+    assert len(first) > 0 and first.has("pred_embeddings")
+    assert not torch.equal(first.scores, second.scores)  # detection is conditioned on the query
+
+
+SPNET_CONFIGS = sorted(CONFIGS.glob("spnet_*.yaml"))
+
+
+@pytest.mark.parametrize("config_file", SPNET_CONFIGS, ids=lambda p: p.name)
+def test_spnet_configs_merge(config_file):
+    cfg = get_ps_cfg()
+    add_spnet_config(cfg)
+    cfg.merge_from_file(str(config_file))
+    assert cfg.MODEL.META_ARCHITECTURE == "SPNet"
+    assert cfg.PS.SOLVER.OPTIMIZER == "AdamW" and cfg.SOLVER.LR_SCHEDULER_NAME == "WarmupCosineLR"
+    table2 = {"spnet_s.yaml": (0, True, 128), "spnet_l.yaml": (2, False, 2048), "spnet_l_r50.yaml": (2, False, 2048)}
+    if config_file.name in table2:
+        node = cfg.PS.SPNET
+        assert (node.CASCADE_STEPS, node.SHARED_HEADS, node.REID_DIM) == table2[config_file.name]
+    if "pretrain" in config_file.name:
+        assert (cfg.PS.SOLVER.BACKBONE_BASE_LR, cfg.PS.SOLVER.BACKBONE_WEIGHT_DECAY) == (1e-5, 0.0)
+        assert (cfg.SOLVER.BASE_LR, cfg.SOLVER.WEIGHT_DECAY) == (1e-4, 1e-3)
+
+
+def test_tiny_synthps_config_builds_and_trains_one_step():
+    cfg = get_ps_cfg()
+    add_spnet_config(cfg)
+    cfg.merge_from_file(str(CONFIGS / "spnet_tiny_qc_synthps.yaml"))
+    cfg.PS.SPNET.TRAIN.NUM_SAMPLED_ANCHORS, cfg.PS.SPNET.TRAIN.QC_PAIRS_PER_BATCH = 64, 4
+    model = _build(cfg)
+    with EventStorage():
+        losses = model(_two_view_batch())
+    assert all(torch.isfinite(v) for v in losses.values())
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    assert buffer.tell() > 0
+
+
+def _train(model, batches, steps, lr=1e-3):
+    """AdamW steps on a fixed batch; returns the detection loss (anchor + reg + cls) per step."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=lr)
+    history = []
+    model.train()
+    with EventStorage():
+        for _ in range(steps):
+            losses = model(batches)
+            optimizer.zero_grad()
+            sum(losses.values()).backward()
+            optimizer.step()
+            history.append(float(sum(v.detach() for k, v in losses.items() if k != "loss_reid")))
+    return history
+
+
+@pytest.mark.slow
+def test_qc_pretraining_then_oc_finetuning_end_to_end(tmp_path):
+    """QC pre-training (weak box labels, MoCo) then OC fine-tuning (pids, OIM, one cascade step,
+    PT-Rep) on a fixed synthetic two-view batch: both runs lower the detection loss."""
+    qc_cfg = tiny_spnet_cfg("qc", reid_loss="moco")
+    qc_cfg.PS.SPNET.TRAIN.LABELS = "box"
+    qc_model = _build(qc_cfg)
+    qc_history = _train(qc_model, _two_view_batch(), steps=12)
+    assert sum(qc_history[-3:]) < 0.8 * sum(qc_history[:3]), qc_history
+    DetectionCheckpointer(qc_model, str(tmp_path)).save("qc_pretrained")
+
+    oc_model = _build(tiny_spnet_cfg("oc", cascade_steps=1))
+    DetectionCheckpointer(oc_model).load(str(tmp_path / "qc_pretrained.pth"))
+    assert torch.equal(oc_model.cascade.stages[1].box_detector.deltas.weight,
+                       qc_model.cascade.stages[0].box_detector.deltas.weight)
+    batch = [view for record in _two_view_batch() for view in record["views"]]
+    oc_history = _train(oc_model, batch, steps=12)
+    assert sum(oc_history[-3:]) < 0.8 * sum(oc_history[:3]), oc_history

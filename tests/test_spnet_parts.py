@@ -1,0 +1,159 @@
+"""SPNet parts on constructed inputs: SP Block, anchor matching, pair sampling, MoCo, PT-Rep filling."""
+import pytest
+import torch
+import torch.nn.functional as F
+from detectron2.structures import Boxes, Instances
+
+from ps_plugin.config import get_ps_cfg
+from ps_plugin.modeling.spnet.checkpoint import fill_missing_stage_weights
+from ps_plugin.modeling.spnet.config import add_spnet_config
+from ps_plugin.modeling.spnet.matching import anchor_focal_loss, build_anchor_matcher, match_boxes, sample_balanced
+from ps_plugin.modeling.spnet.moco import MomentumContrast, positive_centroids
+from ps_plugin.modeling.spnet.pair_sampling import box_identity_labels, pair_group, sample_query_pairs
+from ps_plugin.modeling.spnet.swap_path import SwapPathBlock
+
+
+def _spnet_cfg():
+    cfg = get_ps_cfg()
+    add_spnet_config(cfg)
+    return cfg
+
+
+def test_swap_path_block_pathways():
+    x_a, x_q = torch.randn(5, 8), torch.randn(8)
+    qc = SwapPathBlock(8, "qc")
+    assert torch.equal(qc(x_a, x_q), x_q - x_a)
+    assert list(qc.state_dict()) == []  # the Offset Layer has no weights
+    oc = SwapPathBlock(8, "oc")
+    assert sorted(oc.state_dict()) == ["bridge.bias", "bridge.weight"]
+    assert torch.equal(oc(x_a), -x_a)  # zero-initialised bridge: g_phi(x_a) = 0
+    with torch.no_grad():
+        oc.bridge.weight.copy_(torch.eye(8) * 2)
+        oc.bridge.bias.fill_(1.0)
+    assert torch.allclose(oc(x_a), x_a + 1.0)  # g_phi(x_a) - x_a = 2 x_a + 1 - x_a
+    norms = qc.pairwise_offset_norms(x_a, torch.randn(3, 8))
+    assert norms.shape == (3, 5)
+    with pytest.raises(ValueError, match="PS.SPNET.MODE"):
+        SwapPathBlock(8, "both")
+
+
+def test_anchor_matching_at_iou_half():
+    matcher = build_anchor_matcher(_spnet_cfg())
+    gt = Boxes(torch.tensor([[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 40.0, 40.0]]))
+    anchors = Boxes(torch.tensor([
+        [0.0, 0.0, 10.0, 10.0],   # IoU 1 with gt 0
+        [0.0, 0.0, 10.0, 20.0],   # IoU 0.5 with gt 0: positive (>= 0.5)
+        [0.0, 0.0, 10.0, 21.0],   # IoU 0.476: negative
+        [22.0, 22.0, 40.0, 40.0], # IoU 0.81 with gt 1
+        [100.0, 100.0, 110.0, 110.0],
+    ]))
+    matched, labels = match_boxes(matcher, gt, anchors)
+    assert labels.tolist() == [1, 1, 0, 1, 0]
+    assert matched[labels == 1].tolist() == [0, 0, 1]
+    matched, labels = match_boxes(matcher, gt[:0], anchors)
+    assert labels.tolist() == [0] * 5
+
+
+def test_balanced_sampling_and_focal_loss_normalisation():
+    labels = torch.tensor([1] * 10 + [0] * 100 + [-1] * 5)
+    chosen = sample_balanced(labels, 16, 0.5)
+    assert len(chosen) == 16 and int((labels[chosen] == 1).sum()) == 8 and (labels[chosen] >= 0).all()
+    logits = torch.zeros(115)
+    # focal loss at p = 0.5 with alpha 0.5, gamma 1: 0.5 * 0.5 * log 2 per anchor
+    per_anchor = 0.25 * torch.log(torch.tensor(2.0))
+    assert float(anchor_focal_loss(logits, labels)) == pytest.approx(float(per_anchor))
+    assert float(anchor_focal_loss(logits, labels, normalization="num_pos")) == pytest.approx(float(per_anchor) * 11)
+
+
+def _view(image_id, box_ids, pids):
+    inst = Instances((100, 100))
+    inst.gt_boxes = Boxes(torch.tensor([[0.0, 0.0, 10.0, 10.0]] * len(box_ids)).reshape(-1, 4))
+    inst.gt_pids = torch.tensor(pids, dtype=torch.int64)
+    inst.gt_box_ids = torch.tensor(box_ids, dtype=torch.int64)
+    return {"instances": inst, "image_id": image_id, "dataset_name": "toy"}
+
+
+def test_box_identity_labels():
+    views = [_view("a", [0, 1], [7, -1]), _view("a", [1], [-1]), _view("b", [0], [7])]
+    box = box_identity_labels(views, "box")
+    assert box[0][1] == box[1][0]  # the same physical box in two views of one image
+    assert box[0][0] != box[2][0]  # same pid, other image: different weak identity
+    pid = box_identity_labels(views, "pid")
+    assert pid[0][0] == pid[2][0] == 7 and pid[0][1] == pid[1][0] < 0
+
+
+def test_pair_groups_and_priority_order():
+    labels = [torch.tensor([1, 2]), torch.tensor([1]), torch.tensor([3])]
+    assert pair_group(0, 1, 1, labels[1]) == 1  # other image holding the query's identity
+    assert pair_group(0, 0, 1, labels[0]) == 2  # the query's own image
+    assert pair_group(0, 2, 1, labels[2]) == 3  # identity absent
+    pairs = sample_query_pairs(labels, max_pairs=100, generator=torch.Generator().manual_seed(0))
+    groups = [p.group for p in pairs]
+    assert groups == sorted(groups)
+    assert groups.count(1) == 2 and groups.count(2) == 4 and groups.count(3) == 6  # 4 queries x 3 images
+    for p in pairs:
+        if p.group == 3:
+            assert p.target == -1
+        else:
+            assert labels[p.gallery_view][p.target] == labels[p.query_view][p.query_box]
+    first = sample_query_pairs(labels, max_pairs=3, generator=torch.Generator().manual_seed(1))
+    assert [p.group for p in first] == [1, 1, 2]
+
+
+def test_moco_positive_is_mean_of_predicted_momentum_embeddings():
+    e = F.normalize(torch.randn(6, 4), dim=1)
+    labels = torch.tensor([5, 5, 5, 9, 9, 11])
+    is_gt = torch.tensor([True, False, False, True, False, True])
+    unique, centroids = positive_centroids(e, labels, is_gt)
+    assert unique.tolist() == [5, 9, 11]
+    assert torch.allclose(centroids[0], F.normalize(e[1] + e[2], dim=0))  # predicted boxes only
+    assert torch.allclose(centroids[1], e[4])
+    assert torch.allclose(centroids[2], e[5])  # no predicted box: the GT embedding
+    _, with_gt = positive_centroids(e, labels, is_gt, include_gt=True)
+    assert torch.allclose(with_gt[0], F.normalize(e[0] + e[1] + e[2], dim=0))
+
+
+def test_moco_queue_and_loss():
+    backbone, embedder = torch.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    embedder.dim = 4
+    moco = MomentumContrast(backbone, embedder, queue_size=4, momentum=0.5, temperature=0.1)
+    moco.enqueue(torch.tensor([1, 2, 3]), F.normalize(torch.randn(3, 4), dim=1))
+    moco.enqueue(torch.tensor([2, 4]), F.normalize(torch.randn(2, 4), dim=1))
+    # slot 1 (old label 2) emptied, slot 0 overwritten (wrap-around) by label 4
+    assert moco.queue_labels.tolist() == [4, MomentumContrast.EMPTY, 3, 2]
+    x = F.normalize(torch.randn(2, 4), dim=1)
+    loss = moco.loss(x, torch.tensor([3, 4]))
+    filled = moco.queue_labels != MomentumContrast.EMPTY
+    logits = x @ moco.queue[filled].t() / 0.1
+    expected = F.cross_entropy(logits, torch.tensor([1, 0]))
+    assert float(loss) == pytest.approx(float(expected), rel=1e-5)
+    with torch.no_grad():
+        backbone.weight.fill_(1.0)
+    before = moco.momentum_backbone.weight.clone()
+    moco.update_momentum(backbone, embedder)
+    assert torch.allclose(moco.momentum_backbone.weight, 0.5 * before + 0.5)
+
+
+def test_fill_missing_stage_weights_pt_rep_and_shared_into_separate():
+    model_state = {
+        "cascade.stages.0.box_detector.w": torch.zeros(2),
+        "cascade.stages.1.box_detector.w": torch.zeros(2),
+        "cascade.stages.1.sp_block.bridge.weight": torch.zeros(2, 2),
+        "cascade.stages.1.box_embedder.head.w": torch.zeros(3),
+        "cascade.stages.1.box_embedder.output_projection.weight": torch.zeros(4, 3),
+        "reid_embedder.head.w": torch.zeros(3),
+    }
+    checkpoint = {
+        "cascade.stages.0.box_detector.w": torch.ones(2),
+        "reid_embedder.head.w": torch.full((3,), 2.0),
+        "reid_embedder.output_projection.weight": torch.ones(1, 3),  # other shape: not copied
+    }
+    pt = fill_missing_stage_weights(dict(checkpoint), model_state, replicate=False)
+    assert pt == []
+    filled = fill_missing_stage_weights(checkpoint, model_state, replicate=True)
+    assert dict(filled) == {
+        "cascade.stages.1.box_detector.w": "cascade.stages.0.box_detector.w",
+        "cascade.stages.1.box_embedder.head.w": "reid_embedder.head.w",
+    }
+    assert torch.equal(checkpoint["cascade.stages.1.box_detector.w"], torch.ones(2))
+    assert "cascade.stages.1.sp_block.bridge.weight" not in checkpoint  # QC checkpoint: bridge keeps init
