@@ -34,7 +34,10 @@ class PersonSearchDatasetMapper:
     - test: "annotations" is kept untouched (original frame) and "instances" holds the
       transformed ground truth, which gallery GT-box embeddings (GT mAP, QC pass 1) need.
       Query records (with "query_index") also get "query_boxes": float32 [K, 4], the query
-      box(es) in the augmented image.
+      box(es) in the augmented image. Gallery records get "gt_boxes_for_reid": float32 [M, 4],
+      every annotation's box in the augmented image, in annotation order (no box is dropped:
+      a box made degenerate by the transform keeps its row), from which the model returns the
+      "gt_embeddings" of GT mAP; off with `gt_boxes_for_reid=False` (cfg.PS.EVAL.GT_MAP).
 
     With `num_views` = k > 1 (training only) the output is the record's keys (less
     "annotations") plus "views": a list of k independently augmented single-view dicts of the
@@ -42,7 +45,9 @@ class PersonSearchDatasetMapper:
     """
 
     @configurable
-    def __init__(self, is_train, *, augmentations, image_format, num_views=1, min_box_visibility=0.0):
+    def __init__(
+        self, is_train, *, augmentations, image_format, num_views=1, min_box_visibility=0.0, gt_boxes_for_reid=True
+    ):
         """
         Args:
             is_train: training (drop "annotations", allow k views) or test mode.
@@ -50,6 +55,7 @@ class PersonSearchDatasetMapper:
             image_format: cfg.INPUT.FORMAT, e.g. "BGR".
             num_views: k augmented views per image; must be 1 in test mode.
             min_box_visibility: drop boxes keeping less than this fraction of their area.
+            gt_boxes_for_reid: test mode, gallery records: add "gt_boxes_for_reid" (GT mAP input).
         """
         if num_views < 1 or (num_views > 1 and not is_train):
             raise ValueError(
@@ -61,6 +67,7 @@ class PersonSearchDatasetMapper:
         self.image_format = image_format
         self.num_views = num_views
         self.min_box_visibility = min_box_visibility
+        self.gt_boxes_for_reid = gt_boxes_for_reid
         mode = "training" if is_train else "inference"
         logger.info(f"[PersonSearchDatasetMapper] {mode} augmentations, {num_views} view(s): {augmentations}")
 
@@ -72,6 +79,7 @@ class PersonSearchDatasetMapper:
             "image_format": cfg.INPUT.FORMAT,
             "num_views": cfg.PS.INPUT.NUM_VIEWS if is_train else 1,
             "min_box_visibility": cfg.PS.INPUT.MIN_BOX_VISIBILITY,
+            "gt_boxes_for_reid": cfg.PS.EVAL.GT_MAP,
         }
 
     def __call__(self, dataset_dict):
@@ -115,10 +123,13 @@ class PersonSearchDatasetMapper:
         view = {k: v for k, v in record.items() if k != "annotations" or not self.is_train}
         view["image"] = torch.as_tensor(np.ascontiguousarray(view_image.transpose(2, 0, 1)))
         view["instances"] = self._instances(annotations, transforms, image_hw, aug_input.boxes)
-        if not self.is_train and "query_index" in record:
-            view["query_boxes"] = torch.as_tensor(
-                np.array([a["bbox"] for a in annotations], dtype=np.float32).reshape(-1, 4)
-            )
+        if self.is_train:
+            return view
+        transformed_boxes = torch.as_tensor(np.array([a["bbox"] for a in annotations], dtype=np.float32).reshape(-1, 4))
+        if "query_index" in record:
+            view["query_boxes"] = transformed_boxes
+        elif self.gt_boxes_for_reid and "annotations" in record:
+            view["gt_boxes_for_reid"] = transformed_boxes
         return view
 
     def _instances(self, annotations, transforms, image_hw, unclipped_boxes):

@@ -82,11 +82,19 @@ class SeededMapper:
 
 
 def rng_state():
-    """This process's torch / numpy / python RNG states (checkpointed for an exact resume)."""
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """This process's torch / numpy / python RNG states (checkpointed for an exact resume).
+
+    Only tensors and Python scalars / tuples, so `torch.load(weights_only=True)` (the default of
+    torch >= 2.6, which Detectron2's checkpointer uses) reads the checkpoint back.
+    """
+    kind, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+    numpy_state = (kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, cached_gaussian)
+    return {"torch": torch.get_rng_state(), "numpy": numpy_state, "python": random.getstate()}
 
 
 def set_rng_state(state):
+    """Restore a state from `rng_state()`."""
+    kind, keys, position, has_gauss, cached_gaussian = state["numpy"]
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, cached_gaussian))
     random.setstate(state["python"])

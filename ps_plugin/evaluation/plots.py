@@ -28,3 +28,25 @@ def plot_map_vs_gallery_size(points, path):
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def plot_learning_curve(metrics_json, path, keys=None):
+    """Training losses against iteration from Detectron2's metrics.json (one JSON dict per line).
+
+    keys: scalar names to plot; default every "loss*" key and "total_loss".
+    """
+    import json
+
+    rows = [json.loads(line) for line in open(metrics_json) if line.strip()]
+    rows = [r for r in rows if "iteration" in r and "total_loss" in r]
+    keys = keys or sorted({k for r in rows for k in r if k.startswith("loss") or k == "total_loss"})
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key in keys:
+        points = [(r["iteration"], r[key]) for r in rows if key in r]
+        ax.plot([p[0] for p in points], [p[1] for p in points], label=key, lw=2 if key == "total_loss" else 1)
+    ax.set(xlabel="iteration", ylabel="loss", title="Training losses", yscale="log")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,11 @@
+"""Person search on your own footage: index a gallery of images or video frames, query with a person box."""
+from .index import GalleryIndex, image_key
+from .predictor import PersonSearchPredictor
+from .searcher import PersonSearcher, SearchHit
+from .sources import iter_video_frames, list_images, read_image_bgr, read_video_frame
+from .visualize import draw_detections, save_montage
+
+__all__ = [
+    "GalleryIndex", "image_key", "PersonSearchPredictor", "PersonSearcher", "SearchHit",
+    "iter_video_frames", "list_images", "read_image_bgr", "read_video_frame", "draw_detections", "save_montage",
+]
