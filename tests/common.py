@@ -19,11 +19,14 @@ def shared_data(*parts):
 
 
 def tiny_cfg(config_file=None, **overrides):
-    """A CPU config with every PS node; `overrides` are KEY=value pairs like MODEL__DEVICE='cpu'."""
+    """A CPU config with every PS node and no pretrained weights; `overrides` are KEY=value pairs
+    like MODEL__DEVICE='cpu'."""
     cfg = get_ps_cfg()
     if config_file:
         cfg.merge_from_file(str(config_file))
     cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.WEIGHTS = ""
+    cfg.PS.BACKBONE.WEIGHTS = ""
     opts = []
     for key, value in overrides.items():
         opts += [key.replace("__", "."), value]

@@ -85,3 +85,13 @@ def test_detection_ap_recall_and_labeled_only():
     labeled = evaluate_detection(results, truth, labeled_only=True)
     assert labeled["recall"] == pytest.approx(1.0)
     assert evaluate_detection(results, truth, score_thresh=0.001)["recall"] == pytest.approx(2 / 3)
+
+
+def test_gallery_without_any_detection_scores_zero():
+    from ps_plugin.evaluation import SearchQuery, evaluate_search
+
+    results = {"g1": {"boxes": np.zeros((0, 4)), "scores": np.zeros(0), "embeddings": np.zeros((0, 8))}}
+    query = SearchQuery("q", np.array([0, 0, 10, 20.0]), np.ones(8, dtype=np.float32),
+                        gallery_image_ids=["g1"], gallery_boxes=np.array([[0, 0, 10, 20.0]]))
+    evaluation = evaluate_search(results, [query])
+    assert evaluation.ap.tolist() == [0.0]

@@ -11,7 +11,7 @@ from torch import nn
 
 from ps_plugin.config import get_ps_cfg
 from ps_plugin.modeling.psdiff import DDIMSampler, PSDiff, add_psdiff_config
-from ps_plugin.modeling.psdiff.teacher import PSDiffTeacher
+from ps_plugin.modeling.psdiff.teacher import PSDiffTeacher, channels_differ
 
 D = 16
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
@@ -241,3 +241,39 @@ def test_training_on_a_tiny_batch_lowers_every_loss():
         first = sum(h[name] for h in history[:8]) / 8
         last = sum(h[name] for h in history[-8:]) / 8
         assert last < 0.75 * first, (name, first, last)
+
+
+def test_gt_boxes_for_reid_give_gt_embeddings_like_queries_in_order():
+    """gt_embeddings [M, D]: one row per given box, in order, equal to the query pass on the same image/boxes."""
+    model = tiny_psdiff(SAMPLE_STEPS=2).eval()
+    gt_boxes = torch.tensor([[50.0, 5.0, 80.0, 60.0], [10.0, 10.0, 30.0, 50.0], [0.0, 0.0, 40.0, 30.0]])
+    plain = scene(seed=3)
+    del plain["instances"]
+    with_gt = dict(scene(), gt_boxes_for_reid=gt_boxes)
+    del with_gt["instances"]
+    empty = dict(plain, gt_boxes_for_reid=torch.zeros(0, 4))
+    outputs = model([plain, with_gt, empty])
+    assert "gt_embeddings" not in outputs[0]
+    gt_embeddings = outputs[1]["gt_embeddings"]
+    assert gt_embeddings.shape == (3, D) and torch.allclose(gt_embeddings.norm(dim=1), torch.ones(3), atol=1e-5)
+    assert outputs[2]["gt_embeddings"].shape == (0, D)
+    query = model([dict(with_gt, query_boxes=gt_boxes)])[0]["query_embeddings"]
+    assert torch.allclose(gt_embeddings, query, atol=1e-5)
+    alone = model([with_gt])[0]
+    assert torch.allclose(alone["gt_embeddings"], gt_embeddings, atol=1e-5)
+    assert len(outputs[1]["instances"]) > 0 and len(alone["instances"]) > 0
+    assert not torch.allclose(gt_embeddings[0], gt_embeddings[1])
+
+
+def test_teacher_sees_its_own_channel_order():
+    assert channels_differ("RGB", "BGR", "t.yaml") and channels_differ("BGR", "RGB", "t.yaml")
+    assert not channels_differ("RGB", "RGB", "t.yaml")
+    with pytest.raises(ValueError, match="t.yaml"):
+        channels_differ("RGB", "L", "t.yaml")
+    x = scene()
+    boxes = [x["instances"].gt_boxes.tensor]
+    color_teacher = ColorTeacher()
+    swapped = dict(x, image=x["image"].flip(0))
+    plain = PSDiffTeacher(color_teacher, D)([x], boxes)[0]
+    assert torch.allclose(plain, PSDiffTeacher(color_teacher, D, flip_channels=True)([swapped], boxes)[0], atol=1e-6)
+    assert not torch.allclose(plain, PSDiffTeacher(color_teacher, D)([swapped], boxes)[0], atol=1e-3)

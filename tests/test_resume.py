@@ -43,7 +43,9 @@ def assert_states_equal(resumed, uninterrupted):
     resumed_buffers, uninterrupted_buffers = resumed["optimizer"]["state"], uninterrupted["optimizer"]["state"]
     assert resumed_buffers.keys() == uninterrupted_buffers.keys() and len(resumed_buffers) > 0
     for index, buffers in uninterrupted_buffers.items():
-        assert torch.equal(resumed_buffers[index]["momentum_buffer"], buffers["momentum_buffer"]), index
+        assert resumed_buffers[index].keys() == buffers.keys(), index
+        for key, value in buffers.items():  # SGD momentum, AdamW moments and step
+            assert torch.equal(torch.as_tensor(resumed_buffers[index][key]), torch.as_tensor(value)), (index, key)
 
 
 @pytest.mark.slow

@@ -171,6 +171,31 @@ def test_inference_contract_gallery_and_query():
     assert torch.allclose(embeddings.norm(dim=1), torch.ones(2), atol=1e-5)
 
 
+def test_gallery_gt_embeddings_for_gt_map():
+    """OC gallery inputs with "gt_boxes_for_reid" [M, 4] get "gt_embeddings" [M, D]: normalised,
+    in the given order, from their own image of the batch, equal to the query path's embeddings."""
+    model = _build(tiny_spnet_cfg("oc")).eval()
+    first, second = _view(1, "a")["image"], _view(2, "b")["image"]
+    gt_boxes = torch.tensor(BOXES + [[30.0, 20.0, 70.0, 95.0]])
+    with torch.no_grad():
+        out = model([
+            {"image": first, "gt_boxes_for_reid": gt_boxes},
+            {"image": second, "gt_boxes_for_reid": gt_boxes.flip(0)},
+            {"image": second, "gt_boxes_for_reid": torch.zeros(0, 4)},
+            {"image": second},
+            {"image": first, "query_boxes": gt_boxes},
+            {"image": second, "query_boxes": gt_boxes},
+        ])
+    embeddings = out[0]["gt_embeddings"]
+    assert embeddings.shape == (3, 16)
+    assert torch.allclose(embeddings.norm(dim=1), torch.ones(3), atol=1e-5)
+    assert torch.allclose(embeddings, out[4]["query_embeddings"], atol=1e-5)
+    assert torch.allclose(out[1]["gt_embeddings"], out[5]["query_embeddings"].flip(0), atol=1e-5)
+    assert not torch.allclose(out[0]["gt_embeddings"], out[5]["query_embeddings"], atol=1e-3)
+    assert out[2]["gt_embeddings"].shape == (0, 16)
+    assert "gt_embeddings" not in out[3] and "instances" in out[3]
+
+
 def test_qc_inference_needs_search():
     cfg = tiny_spnet_cfg("qc")
     cfg.PS.SPNET.TEST.SCORE_THRESH = 0.0

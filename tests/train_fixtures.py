@@ -8,6 +8,8 @@ import os
 
 import torch
 from detectron2.data import DatasetCatalog
+from detectron2.modeling.proposal_generator import rpn
+from detectron2.modeling.roi_heads import roi_heads
 from detectron2.utils import comm
 
 from common import CONFIGS, tiny_cfg
@@ -35,14 +37,14 @@ def register_tiny(root, prefix):
 
 
 def tiny_train_cfg(root, prefix, output_dir, **solver):
-    """configs/quickstart.yaml, shrunk: MobileNetV2-0.5 (random init), 64 px images, no workers.
+    """configs/quickstart.yaml, shrunk: MobileNetV2-0.5 (random init), 64-112 px images, no workers.
 
     `solver` overrides SOLVER keys (e.g. MAX_ITER=4, CHECKPOINT_PERIOD=2).
     """
     register_tiny(root, prefix)
     cfg = tiny_cfg(CONFIGS / "quickstart.yaml")
     cfg.DATASETS.TRAIN = (f"{prefix}_train",)
-    cfg.DATASETS.TEST = (f"{prefix}_query",)
+    cfg.DATASETS.TEST = ()  # no evaluation after training (DefaultTrainer's EvalHook always runs one)
     cfg.OUTPUT_DIR = str(output_dir)
     cfg.SEED = 7
     cfg.DATALOADER.NUM_WORKERS = 0
@@ -56,6 +58,7 @@ def tiny_train_cfg(root, prefix, output_dir, **solver):
     cfg.MODEL.RPN.POST_NMS_TOPK_TRAIN = cfg.MODEL.RPN.POST_NMS_TOPK_TEST = 20
     cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE = 16
     cfg.MODEL.ROI_BOX_HEAD.update(NUM_FC=1, FC_DIM=32, POOLER_RESOLUTION=4)
+    cfg.PS.SOLVER.OPTIMIZER = "SGD"
     cfg.SOLVER.update(IMS_PER_BATCH=2, BASE_LR=0.02, WARMUP_ITERS=0, MAX_ITER=4, CHECKPOINT_PERIOD=1000)
     cfg.SOLVER.update(**solver)
     return cfg
@@ -94,13 +97,28 @@ def run_training(cfg, resume=False):
     return final_state(trainer)
 
 
-def ddp_main(cfg, state_dir, patches=()):
-    """Per-process entry of `launch`: train, then save this rank's final state to state_dir/rank<r>.pt.
+def subsample_labels_in_order(labels, num_samples, positive_fraction, bg_label):
+    """Detectron2's `subsample_labels` without the random permutation: the first positives and
+    negatives in index order. Makes each image's sampling independent of the other images'."""
+    positive = torch.nonzero((labels != -1) & (labels != bg_label), as_tuple=True)[0]
+    negative = torch.nonzero(labels == bg_label, as_tuple=True)[0]
+    num_pos = min(positive.numel(), int(num_samples * positive_fraction))
+    num_neg = min(negative.numel(), num_samples - num_pos)
+    return positive[:num_pos], negative[:num_neg]
 
-    `patches` are (module, attribute, value) triples applied first in this process.
-    """
-    for module, name, value in patches:
-        setattr(module, name, value)
+
+def sample_in_order():
+    """Patch the RPN's and the ROI heads' sampler with `subsample_labels_in_order` (this process)."""
+    rpn.subsample_labels = subsample_labels_in_order
+    roi_heads.subsample_labels = subsample_labels_in_order
+
+
+def ddp_main(cfg, root, prefix, state_dir):
+    """Per-process entry of `launch`: train with in-order sampling on one thread, then save this
+    rank's `final_state` (plus "world_size") to state_dir/rank<r>.pt."""
+    torch.set_num_threads(1)
+    register_tiny(root, prefix)
+    sample_in_order()
     state = run_training(cfg)
     state["world_size"] = comm.get_world_size()
     torch.save(state, os.path.join(state_dir, f"rank{comm.get_rank()}.pt"))

@@ -20,6 +20,9 @@ def add_reid_config(cfg):
     # Inverse temperature of the OIM logits (temperature 1/30).
     _C.PS.REID.SCALAR = 30.0
     _C.PS.REID.LOSS_WEIGHT = 1.0
+    # FPN / single-map heads: re-id reads the pooled ROI features through its own copy of the box
+    # head (True), or the box head's output shared with the box predictor (False).
+    _C.PS.REID.SEPARATE_BOX_HEAD = True
     # Norm-aware embedding (NAE, CVPR 2020): the embedding norm gives the detection score.
     _C.PS.REID.NAE = False
     _C.PS.REID.NAE_LOSS_WEIGHT = 1.0

@@ -4,7 +4,11 @@ Global stream position p (0, 1, 2, ...) picks both the image and the augmentatio
 iteration i of a run with total batch B uses positions [i*B, (i+1)*B); rank r of R takes the
 slice [i*B + r*B/R, i*B + (r+1)*B/R). So a resumed run, and a multi-process run, see exactly
 the samples (and augmentations) an uninterrupted single-process run over the same global batch
-sees, as long as aspect-ratio grouping is off and DATALOADER.NUM_WORKERS <= 1.
+sees, for any DATALOADER.NUM_WORKERS, as long as aspect-ratio grouping is off.
+
+Detectron2 shards the sampler over loader workers (worker w takes elements w, w+W, ...) and the
+DataLoader returns the workers' batches round-robin; the sampler emits positions in the order
+that makes the k-th batch of worker w exactly iteration start + k*W + w.
 """
 import random
 
@@ -16,9 +20,14 @@ from detectron2.utils import comm
 
 
 class StreamPositionSampler(Sampler):
-    """Infinite sampler yielding this rank's global stream positions from `start_iter` on."""
+    """Infinite sampler yielding this rank's global stream positions from `start_iter` on.
 
-    def __init__(self, total_batch_size, start_iter=0):
+    Element e goes to loader worker w = e % W as its t = e // W-th element, i.e. element
+    j = t % b of its batch k = t // b, which the DataLoader returns as iteration
+    i = start_iter + k*W + w; the element is position i*B + rank*b + j (B global, b local batch).
+    """
+
+    def __init__(self, total_batch_size, start_iter=0, num_workers=0):
         self.world_size = comm.get_world_size()
         self.rank = comm.get_rank()
         if total_batch_size % self.world_size:
@@ -26,13 +35,20 @@ class StreamPositionSampler(Sampler):
         self.total_batch_size = total_batch_size
         self.local_batch_size = total_batch_size // self.world_size
         self.start_iter = start_iter
+        self.num_workers = max(num_workers, 1)
+
+    def position(self, element):
+        """Global stream position of the sampler's `element`-th output."""
+        worker, t = element % self.num_workers, element // self.num_workers
+        batch, j = divmod(t, self.local_batch_size)
+        iteration = self.start_iter + batch * self.num_workers + worker
+        return iteration * self.total_batch_size + self.rank * self.local_batch_size + j
 
     def __iter__(self):
-        iteration = self.start_iter
+        element = 0
         while True:
-            first = iteration * self.total_batch_size + self.rank * self.local_batch_size
-            yield from range(first, first + self.local_batch_size)
-            iteration += 1
+            yield self.position(element)
+            element += 1
 
 
 class ShuffledStreamDataset(Dataset):

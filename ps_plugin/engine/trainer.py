@@ -16,6 +16,7 @@ from detectron2.utils.logger import setup_logger
 from ps_plugin.data.mapper import PersonSearchDatasetMapper
 from ps_plugin.data.samplers import SeededMapper, ShuffledStreamDataset, StreamPositionSampler, rng_state, set_rng_state
 from ps_plugin.engine.finite_loss import FiniteLossAMPTrainer, FiniteLossTrainer
+from ps_plugin.engine.hooks import GatherRNGStates
 from ps_plugin.engine.optimizer import build_person_search_optimizer
 from ps_plugin.evaluation import PersonSearchEvaluator, build_person_search_test_dicts
 
@@ -72,7 +73,12 @@ class PersonSearchTrainer(DefaultTrainer):
         self.start_iter = 0
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.cfg = cfg
+        self.gathered_rng_states = []
         self.register_hooks(self.build_hooks())
+
+    def build_hooks(self):
+        """Detectron2's hooks, after `GatherRNGStates` (which must run before the checkpointer)."""
+        return [GatherRNGStates()] + super().build_hooks()
 
     @classmethod
     def build_optimizer(cls, cfg, model):
@@ -85,29 +91,33 @@ class PersonSearchTrainer(DefaultTrainer):
         return build_detection_train_loader(
             dataset,
             mapper=SeededMapper(PersonSearchDatasetMapper(cfg, is_train=True)),
-            sampler=StreamPositionSampler(cfg.SOLVER.IMS_PER_BATCH, start_iter),
+            sampler=StreamPositionSampler(cfg.SOLVER.IMS_PER_BATCH, start_iter, cfg.DATALOADER.NUM_WORKERS),
             total_batch_size=cfg.SOLVER.IMS_PER_BATCH,
             aspect_ratio_grouping=cfg.DATALOADER.ASPECT_RATIO_GROUPING,
             num_workers=cfg.DATALOADER.NUM_WORKERS,
         )
 
     def resume_or_load(self, resume=True):
-        """Detectron2's resume, then restart the training stream at the resumed iteration."""
+        """Detectron2's resume, then restart the training stream at the resumed iteration.
+
+        Starting a DataLoader iterator draws from torch's global RNG (its base seed), so the
+        checkpointed RNG state is restored again after the new iterator exists.
+        """
         super().resume_or_load(resume=resume)
         if self.start_iter > 0:
+            restored_rng = rng_state()
             loader = self.build_train_loader(self.cfg, start_iter=self.start_iter)
             self._trainer.data_loader = loader
-            if hasattr(self._trainer, "_data_loader_iter_obj"):
-                self._trainer._data_loader_iter_obj = None
-            else:
-                self._trainer._data_loader_iter = iter(loader)
+            lazy_iterator = hasattr(self._trainer, "_data_loader_iter_obj")  # Detectron2 > 0.6
+            setattr(self._trainer, "_data_loader_iter_obj" if lazy_iterator else "_data_loader_iter", iter(loader))
+            set_rng_state(restored_rng)
 
     def state_dict(self):
         """Iteration and hooks (Detectron2), plus what 0.6 leaves out for an exact resume: the
         optimizer (and AMP grad scaler) state and every rank's RNG states."""
         state = super().state_dict()
         state["_trainer"] = self._trainer.state_dict()
-        state["rng"] = comm.all_gather(rng_state())
+        state["rng"] = [rng_state()] if comm.get_world_size() == 1 else self.gathered_rng_states
         return state
 
     def load_state_dict(self, state_dict):

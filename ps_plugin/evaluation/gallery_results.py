@@ -11,6 +11,8 @@ def l2_normalize(embeddings):
 
 def _check_finite(values, owners, what, source):
     """Raise naming the first owner (image / query) whose `values` [N, ...] hold NaN or inf."""
+    if len(values) == 0:
+        return
     bad = ~np.isfinite(values.reshape(len(values), -1)).all(axis=1)
     if bad.any():
         raise ValueError(

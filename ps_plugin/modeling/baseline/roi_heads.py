@@ -6,8 +6,9 @@ boxes and ground-truth boxes alike. Ground-truth `gt_pids` reach the proposals t
 Detectron2's `label_and_sample_proposals` (it copies every `gt_*` field of the matched box).
 """
 from detectron2.config import configurable
+from detectron2.layers import ShapeSpec
 from detectron2.modeling import ROI_HEADS_REGISTRY, StandardROIHeads
-from detectron2.modeling.roi_heads import Res5ROIHeads
+from detectron2.modeling.roi_heads import Res5ROIHeads, build_box_head
 
 from .reid_branch import ReIDBranch
 
@@ -47,31 +48,46 @@ class PersonSearchRes5ROIHeads(Res5ROIHeads):
 
 @ROI_HEADS_REGISTRY.register()
 class PersonSearchStandardROIHeads(StandardROIHeads):
-    """FPN (or single-map) heads: the box head's output vector feeds both the predictor and re-id."""
+    """FPN (or single-map) heads. Re-id reads the pooled ROI features through its own copy of the
+    box head (PS.REID.SEPARATE_BOX_HEAD, default) or the box head's output vector (shared)."""
 
     @configurable
-    def __init__(self, *, reid_branch, **kwargs):
+    def __init__(self, *, reid_branch, reid_box_head=None, **kwargs):
         super().__init__(**kwargs)
         self.reid_branch = reid_branch
+        self.reid_box_head = reid_box_head
 
     @classmethod
     def from_config(cls, cfg, input_shape):
         ret = super().from_config(cfg, input_shape)
+        if cfg.PS.REID.SEPARATE_BOX_HEAD:
+            pooled = ShapeSpec(
+                channels=input_shape[ret["box_in_features"][0]].channels,
+                height=cfg.MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION,
+                width=cfg.MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION,
+            )
+            ret["reid_box_head"] = build_box_head(cfg, pooled)
         ret["reid_branch"] = ReIDBranch(cfg, ret["box_head"].output_shape.channels)
         return ret
 
-    def _roi_features(self, features, boxes):
-        return self.box_head(self.box_pooler([features[f] for f in self.box_in_features], boxes))
+    def _pooled(self, features, boxes):
+        return self.box_pooler([features[f] for f in self.box_in_features], boxes)
+
+    def _reid_features(self, pooled, box_features):
+        return box_features if self.reid_box_head is None else self.reid_box_head(pooled)
 
     def _forward_box(self, features, proposals):
         if not self.training:
             return super()._forward_box(features, proposals)
-        box_features = self._roi_features(features, [p.proposal_boxes for p in proposals])
+        pooled = self._pooled(features, [p.proposal_boxes for p in proposals])
+        box_features = self.box_head(pooled)
         predictions = self.box_predictor(box_features)
         losses = self.box_predictor.losses(predictions, proposals)
-        losses.update(self.reid_branch.losses(box_features, proposals))
+        losses.update(self.reid_branch.losses(self._reid_features(pooled, box_features), proposals))
         return losses
 
     def embed_boxes(self, features, boxes):
         """features: backbone maps; boxes: list[Boxes] per image -> ([sum N, D], [sum N] or None)."""
-        return self.reid_branch(self._roi_features(features, boxes))
+        pooled = self._pooled(features, boxes)
+        box_features = self.box_head(pooled) if self.reid_box_head is None else None
+        return self.reid_branch(self._reid_features(pooled, box_features))

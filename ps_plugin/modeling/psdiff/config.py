@@ -86,7 +86,8 @@ def add_psdiff_sampler_config(cfg):
     _C.ENSEMBLE_STEPS = False
     # Class-wise NMS on the final detections (DiffusionDet USE_NMS); <= 0 disables it.
     _C.NMS_THRESH = 0.5
-    # Seed of the query-pass embedding noise, so a query's embedding does not change between runs.
+    # Seed of the embedding noise when embedding given boxes (query boxes, GT boxes for GT mAP), so an
+    # embedding does not change between runs.
     _C.QUERY_SEED = 0
 
 

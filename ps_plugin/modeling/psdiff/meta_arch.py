@@ -29,10 +29,12 @@ class PSDiff(nn.Module):
 
     Inference input, per image:
       - gallery (no "query_boxes"): -> {"instances": Instances(pred_boxes, scores, pred_classes,
-        pred_embeddings [n, D] L2-normalised)} in the original size ("height"/"width");
-      - query ("query_boxes" [K, 4], input-image coordinates) -> {"query_embeddings" [K, D]}: the
-        sampler runs with the box channel fixed to the query boxes (every step RoI-pools exactly those
-        boxes) and refines only the embeddings from seeded noise; the last step's ê0, L2-normalised.
+        pred_embeddings [n, D] L2-normalised)} in the original size ("height"/"width"); with
+        "gt_boxes_for_reid" [M, 4] (input-image coordinates) also "gt_embeddings" [M, D] (GT mAP);
+      - query ("query_boxes" [K, 4], input-image coordinates) -> {"query_embeddings" [K, D]}.
+    Given boxes (query boxes, gt_boxes_for_reid) are embedded alike: the sampler runs with the box
+    channel fixed to them (every step RoI-pools exactly those boxes) and refines only the embeddings
+    from seeded noise; the result is the last step's ê0, L2-normalised, one row per box in order.
     """
 
     @configurable
@@ -161,12 +163,18 @@ class PSDiff(nn.Module):
                 outputs[i]["query_embeddings"] = self.embed_queries(x)
         gallery = [i for i, x in enumerate(batched_inputs) if "query_boxes" not in x]
         if gallery:
-            inputs = [batched_inputs[i] for i in gallery]
-            for i, x, det in zip(gallery, inputs, self.detect(inputs)):
-                if do_postprocess:
-                    det = detector_postprocess(det, x.get("height", det.image_size[0]), x.get("width", det.image_size[1]))
-                outputs[i]["instances"] = det
+            self._search_gallery([batched_inputs[i] for i in gallery], [outputs[i] for i in gallery], do_postprocess)
         return outputs
+
+    def _search_gallery(self, inputs, outputs, do_postprocess):
+        """Detections of every gallery input, plus "gt_embeddings" where "gt_boxes_for_reid" is given."""
+        images, features = self.condition(inputs)
+        for k, (x, det) in enumerate(zip(inputs, self._detect(images, features))):
+            if "gt_boxes_for_reid" in x:
+                outputs[k]["gt_embeddings"] = self._embed_boxes([f[k : k + 1] for f in features], x["gt_boxes_for_reid"])
+            if do_postprocess:
+                det = detector_postprocess(det, x.get("height", det.image_size[0]), x.get("width", det.image_size[1]))
+            outputs[k]["instances"] = det
 
     def _denoise_fn(self, features):
         """The sampler's view of the denoiser: last stage's outputs on fixed features."""
@@ -175,7 +183,9 @@ class PSDiff(nn.Module):
     @torch.no_grad()
     def detect(self, batched_inputs):
         """Algorithm 2 from N_test Gaussian boxes/embeddings -> Instances in input-image coordinates."""
-        images, features = self.condition(batched_inputs)
+        return self._detect(*self.condition(batched_inputs))
+
+    def _detect(self, images, features):
         whwh = image_whwh(images.image_sizes, self.device)
         step_outputs = self.sampler.sample(self._denoise_fn(features), whwh, self.num_proposals_test, self.embed_dim)
         return detections_from_steps(step_outputs, images.image_sizes, self.nms_thresh, self.max_detections)
@@ -184,7 +194,19 @@ class PSDiff(nn.Module):
     def embed_queries(self, query_input):
         """{"image", "query_boxes" [K, 4]} -> L2-normalised ê0 [K, D] for the given boxes (seeded noise)."""
         _, features = self.condition([query_input])
-        boxes = torch.as_tensor(query_input["query_boxes"], dtype=torch.float32, device=self.device).reshape(1, -1, 4)
+        return self._embed_boxes(features, query_input["query_boxes"])
+
+    @torch.no_grad()
+    def _embed_boxes(self, features, boxes):
+        """Embeddings of given boxes on one image's FPN maps (batch 1).
+
+        Args:
+            features: list of FPN maps [1, C, H_l, W_l].
+            boxes: [K, 4] XYXY in the input image.
+        Returns:
+            L2-normalised ê0 [K, D], row k for box k; the noise is seeded with PS.PSDIFF.QUERY_SEED.
+        """
+        boxes = torch.as_tensor(boxes, dtype=torch.float32, device=self.device).reshape(1, -1, 4)
         if boxes.shape[1] == 0:
             return torch.zeros(0, self.embed_dim, device=self.device)
         generator = torch.Generator(device=self.device).manual_seed(self.query_seed)

@@ -35,7 +35,7 @@ def _require_file(path, key):
 
 
 def load_teacher_model(config_file, weights, device):
-    """Build the teacher from its yaml and load its local checkpoint; returns the model in eval mode."""
+    """Build the teacher from its yaml and load its local checkpoint -> (model in eval mode, its cfg)."""
     _require_file(config_file, "PS.PSDIFF.TEACHER.CONFIG_FILE")
     _require_file(weights, "PS.PSDIFF.TEACHER.WEIGHTS")
     cfg = get_ps_cfg()
@@ -45,17 +45,36 @@ def load_teacher_model(config_file, weights, device):
     model = build_model(cfg)
     DetectionCheckpointer(model).load(weights)
     logger.info(f"PSDiff teacher {cfg.MODEL.META_ARCHITECTURE} loaded from {weights}")
-    return model
+    return model.eval(), cfg
+
+
+def channels_differ(student_format, teacher_format, teacher_config):
+    """True when the teacher reads the other of RGB/BGR than PSDiff's INPUT.FORMAT (images are flipped for it)."""
+    if student_format == teacher_format:
+        return False
+    if {student_format, teacher_format} == {"RGB", "BGR"}:
+        return True
+    raise ValueError(
+        f"PSDiff INPUT.FORMAT={student_format!r} but the teacher {teacher_config} reads {teacher_format!r}: "
+        "use the teacher's INPUT.FORMAT in the PSDiff config."
+    )
 
 
 class PSDiffTeacher:
     """Wraps a frozen model: (batched inputs, GT boxes per image) -> L2-normalised e0 per image."""
 
-    def __init__(self, model, embed_dim):
+    def __init__(self, model, embed_dim, flip_channels=False):
+        """
+        Args:
+            model: frozen teacher answering "query_boxes" with "query_embeddings".
+            embed_dim: D, the teacher's embedding size (= PS.PSDIFF.EMBED_DIM).
+            flip_channels: reverse the channel axis of each image (PSDiff RGB, teacher BGR or vice versa).
+        """
         self.model = model.eval()
         for param in self.model.parameters():
             param.requires_grad_(False)
         self.embed_dim = embed_dim
+        self.flip_channels = flip_channels
 
     @torch.no_grad()
     def __call__(self, batched_inputs, gt_boxes):
@@ -77,10 +96,10 @@ class PSDiffTeacher:
             embeddings[i] = self._checked(output, batched_inputs[i], len(gt_boxes[i])).to(device)
         return embeddings
 
-    @staticmethod
-    def _query_input(record, boxes):
-        height, width = record["image"].shape[-2:]
-        return {"image": record["image"], "height": height, "width": width, "query_boxes": boxes.float()}
+    def _query_input(self, record, boxes):
+        image = record["image"].flip(0) if self.flip_channels else record["image"]
+        height, width = image.shape[-2:]
+        return {"image": image, "height": height, "width": width, "query_boxes": boxes.float()}
 
     def _checked(self, output, record, num_boxes):
         name = record.get("file_name", record.get("image_id", "<image>"))
@@ -100,5 +119,7 @@ class PSDiffTeacher:
 
 def build_psdiff_teacher(cfg):
     """PSDiffTeacher from PS.PSDIFF.TEACHER.{CONFIG_FILE, WEIGHTS} (raises a clear error when unset)."""
-    model = load_teacher_model(cfg.PS.PSDIFF.TEACHER.CONFIG_FILE, cfg.PS.PSDIFF.TEACHER.WEIGHTS, cfg.MODEL.DEVICE)
-    return PSDiffTeacher(model, cfg.PS.PSDIFF.EMBED_DIM)
+    config_file = cfg.PS.PSDIFF.TEACHER.CONFIG_FILE
+    model, teacher_cfg = load_teacher_model(config_file, cfg.PS.PSDIFF.TEACHER.WEIGHTS, cfg.MODEL.DEVICE)
+    flip = channels_differ(cfg.INPUT.FORMAT, teacher_cfg.INPUT.FORMAT, config_file)
+    return PSDiffTeacher(model, cfg.PS.PSDIFF.EMBED_DIM, flip_channels=flip)

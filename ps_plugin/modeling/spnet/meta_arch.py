@@ -86,7 +86,9 @@ class SPNet(nn.Module):
 
     Inference (`forward` in eval mode):
     - gallery input (no "query_boxes"), OC mode: [{"instances": Instances(pred_boxes, scores,
-      pred_classes, pred_embeddings [N, D] L2-normalised)}] in original image coordinates;
+      pred_classes, pred_embeddings [N, D] L2-normalised)}] in original image coordinates; with
+      "gt_boxes_for_reid" [M, 4] (resized-image coordinates) also "gt_embeddings" [M, D]
+      (L2-normalised re-id embeddings of those boxes, in order: the GT mAP input);
     - query input ("query_boxes" [K, 4] in the resized image): [{"query_embeddings": [K, D]}].
     In QC mode gallery detection depends on the query: use `search(query_inputs, gallery_inputs)`.
     """
@@ -381,7 +383,8 @@ class SPNet(nn.Module):
 
     # ----------------------------------------------------------------- inference
     def inference(self, batched_inputs):
-        """Per input: {"query_embeddings"} for query inputs, {"instances"} for gallery inputs (OC)."""
+        """Per input: {"query_embeddings"} for query inputs, {"instances"} (and "gt_embeddings") for
+        gallery inputs (OC)."""
         images = self.preprocess_image(batched_inputs)
         features = self.backbone(images.tensor)
         anchors, anchor_embeddings = self._anchor_path(features)
@@ -389,8 +392,7 @@ class SPNet(nn.Module):
         for i, record in enumerate(batched_inputs):
             image_features = {k: v[i : i + 1] for k, v in features.items()}
             if "query_boxes" in record:
-                boxes = torch.as_tensor(record["query_boxes"], dtype=torch.float32, device=self.device).reshape(-1, 4)
-                results.append({"query_embeddings": F.normalize(self.reid_embedder(image_features, [boxes]), dim=1)})
+                results.append({"query_embeddings": self._embed_given_boxes(image_features, record["query_boxes"])})
                 continue
             if self.mode == "qc":
                 raise ValueError(
@@ -398,8 +400,16 @@ class SPNet(nn.Module):
                     "without a query: call model.search(query_inputs, gallery_inputs), or set PS.SPNET.MODE 'oc'."
                 )
             detections = self._detect(image_features, anchors, anchor_embeddings[i], images.image_sizes[i])
-            results.append({"instances": self._postprocess(detections, record, images.image_sizes[i])})
+            result = {"instances": self._postprocess(detections, record, images.image_sizes[i])}
+            if "gt_boxes_for_reid" in record:
+                result["gt_embeddings"] = self._embed_given_boxes(image_features, record["gt_boxes_for_reid"])
+            results.append(result)
         return results
+
+    def _embed_given_boxes(self, features, boxes):
+        """L2-normalised re-id embeddings [K, D] of given boxes [K, 4] (resized-image XYXY) of one image."""
+        boxes = torch.as_tensor(boxes, dtype=torch.float32, device=self.device).reshape(-1, 4)
+        return F.normalize(self.reid_embedder(features, [boxes]), dim=1)
 
     def _postprocess(self, detections, record, image_size):
         height = record.get("height", image_size[0])
@@ -451,7 +461,7 @@ class SPNet(nn.Module):
             images = self.preprocess_image([record])
             features = self.backbone(images.tensor)
             boxes = torch.as_tensor(record["query_boxes"], dtype=torch.float32, device=self.device).reshape(-1, 4)
-            reid.append(F.normalize(self.reid_embedder(features, [boxes]), dim=1))
+            reid.append(self._embed_given_boxes(features, boxes))
             det.append(torch.stack([self.cascade.box_embedder(t, self.reid_embedder)(features, [boxes])
                                     for t in range(self.cascade.num_stages)], dim=1))
         det = torch.cat(det)

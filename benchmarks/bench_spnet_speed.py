@@ -1,0 +1,81 @@
+#!/usr/bin/env python
+"""Inference time per gallery image: SPNet-S, SPNet-L-R50 and the baseline, random init.
+
+    python benchmarks/bench_spnet_speed.py [--sizes 512 1024] [--images 3] [--device cpu]
+
+Each model is built from its config with random weights (MODEL.WEIGHTS "", PS.BACKBONE.WEIGHTS
+""), in eval mode, and runs one warm-up image and then --images random S x S uint8 images (S in
+--sizes) one at a time, as gallery inputs (detection + re-id embeddings of every detection, GT mAP
+off). The time is the mean wall time of `model([input])` per image; the image is given at size S
+(no test-time resize). Random weights give a worst case for SPNet: nearly every anchor scores above
+the threshold, so the full top-k / NMS / 300-detection path runs. Prints a markdown table.
+"""
+import argparse
+import time
+from pathlib import Path
+
+import torch
+from detectron2.modeling import build_model
+
+from ps_plugin.config import get_ps_cfg
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+MODELS = {
+    "SPNet-S (ConvNeXt-T)": "spnet_s.yaml",
+    "SPNet-L-R50": "spnet_l_r50.yaml",
+    "baseline (R50-C4 OIM)": "baseline_r50_cuhk.yaml",
+}
+
+
+def build_random_model(config_name, device):
+    """The model of configs/<config_name> with random weights, in eval mode on `device`."""
+    cfg = get_ps_cfg()
+    cfg.merge_from_file(str(CONFIGS / config_name))
+    cfg.MODEL.DEVICE = device
+    cfg.MODEL.WEIGHTS = ""
+    cfg.PS.BACKBONE.WEIGHTS = ""
+    torch.manual_seed(0)
+    return build_model(cfg).eval()
+
+
+def time_per_image(model, size, num_images, device):
+    """Mean seconds per S x S image over `num_images` (after one warm-up); also the mean detections."""
+    generator = torch.Generator().manual_seed(size)
+    images = [torch.randint(0, 256, (3, size, size), generator=generator, dtype=torch.uint8)
+              for _ in range(num_images + 1)]
+    seconds, detections = [], []
+    with torch.inference_mode():
+        for index, image in enumerate(images):
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            output = model([{"image": image.to(device), "height": size, "width": size}])[0]
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            if index > 0:
+                seconds.append(time.perf_counter() - start)
+                detections.append(len(output["instances"]))
+    return sum(seconds) / len(seconds), sum(detections) / len(detections)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024])
+    parser.add_argument("--images", type=int, default=3, help="timed images per model and size")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    args = parser.parse_args()
+    print(f"device {args.device}, torch threads {torch.get_num_threads()}, {args.images} images per row")
+    print("| model | config | image px | s / image | images / s | detections / image |")
+    print("|---|---|---|---|---|---|")
+    for name in args.models:
+        model = build_random_model(MODELS[name], args.device)
+        for size in args.sizes:
+            seconds, detections = time_per_image(model, size, args.images, args.device)
+            print(f"| {name} | configs/{MODELS[name]} | {size} | {seconds:.2f} | {1 / seconds:.2f} | {detections:.0f} |",
+                  flush=True)
+        del model
+
+
+if __name__ == "__main__":
+    main()
