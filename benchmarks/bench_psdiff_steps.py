@@ -16,13 +16,14 @@ import time
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.data import DatasetCatalog
+from detectron2.evaluation.testing import flatten_results_dict
 
 import ps_plugin  # noqa: F401  (registers datasets and meta-architectures)
 from ps_plugin.config import get_ps_cfg
 from ps_plugin.data.mapper import PersonSearchDatasetMapper
 from ps_plugin.engine import PersonSearchTrainer
 from ps_plugin.engine.trainer import group_test_datasets
-from detectron2.data import DatasetCatalog
 
 
 def parse_args():
@@ -31,6 +32,7 @@ def parse_args():
     parser.add_argument("--weights", required=True, help="trained PSDiff checkpoint (local path)")
     parser.add_argument("--steps", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--timing-images", type=int, default=20)
+    parser.add_argument("--timing-only", action="store_true", help="skip the evaluation (accuracy columns NaN)")
     parser.add_argument("--plot", default="", help="PNG path of the mAP / top-1 / time-vs-steps plot")
     parser.add_argument("--json", default="", help="write the rows as JSON here")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides")
@@ -74,10 +76,10 @@ def seconds_per_image(model, inputs):
 
 
 def search_metrics(results):
-    """(mAP, top-1) of the first query set in {gallery: {"<query>/mAP": ...}}."""
-    metrics = next(iter(results.values()))
-    name = next(k for k in metrics if k.endswith("/mAP"))
-    query = name[: -len("/mAP")]
+    """(mAP, top-1, GT mAP) of the first query set of PersonSearchTrainer.test's
+    {gallery: {"person_search": {"<query>/mAP": ...}}}."""
+    metrics = flatten_results_dict(next(iter(results.values())))
+    query = next(k for k in metrics if k.endswith("/mAP"))[: -len("/mAP")]
     return metrics[f"{query}/mAP"], metrics[f"{query}/top1"], metrics.get(f"{query}/gt_mAP", float("nan"))
 
 
@@ -87,7 +89,8 @@ def benchmark(args):
         cfg = build_cfg(args, steps)
         model = load_model(cfg)
         torch.manual_seed(0)
-        mean_ap, top1, gt_map = search_metrics(PersonSearchTrainer.test(cfg, model))
+        nan = float("nan")
+        mean_ap, top1, gt_map = (nan, nan, nan) if args.timing_only else search_metrics(PersonSearchTrainer.test(cfg, model))
         seconds = seconds_per_image(model, gallery_inputs(cfg, args.timing_images))
         rows.append({"steps": steps, "mAP": mean_ap, "top1": top1, "gt_mAP": gt_map, "s_per_image": seconds})
     return rows
@@ -128,11 +131,13 @@ def plot(rows, path):
 
 def main():
     args = parse_args()
+    if args.timing_images < 1:
+        raise SystemExit(f"--timing-images {args.timing_images}: time at least 1 gallery image")
     rows = benchmark(args)
-    print_table(rows)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=2)
+    print_table(rows)
     if args.plot:
         plot(rows, args.plot)
 

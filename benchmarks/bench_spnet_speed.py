@@ -4,11 +4,15 @@
     python benchmarks/bench_spnet_speed.py [--sizes 512 1024] [--images 3] [--device cpu]
 
 Each model is built from its config with random weights (MODEL.WEIGHTS "", PS.BACKBONE.WEIGHTS
-""), in eval mode, and runs one warm-up image and then --images random S x S uint8 images (S in
---sizes) one at a time, as gallery inputs (detection + re-id embeddings of every detection, GT mAP
-off). The time is the mean wall time of `model([input])` per image; the image is given at size S
-(no test-time resize). Random weights give a worst case for SPNet: nearly every anchor scores above
-the threshold, so the full top-k / NMS / 300-detection path runs. Prints a markdown table.
+"", PS.REID.NUM_PIDS 5532 so that no dataset is read), in eval mode, and runs one warm-up image and
+then --images random S x S uint8 images (S in --sizes) one at a time, as gallery inputs (detection
++ re-id embeddings of every detection, GT mAP off). The time is the mean wall time of
+`model([input])` per image; the image is given at size S (no test-time resize). Random weights
+make the number of detections (and so the re-id work) arbitrary, so by default every score passes
+(PS.SPNET.TEST.SCORE_THRESH -1: FixedNorm scores of a random model can underflow to 0;
+MODEL.ROI_HEADS.SCORE_THRESH_TEST 0) and every model returns up to its maximum detections per image
+after NMS (300 SPNet, TEST.DETECTIONS_PER_IMAGE 100 for the baseline); --config-thresholds keeps
+the configs' thresholds. Prints a markdown table.
 """
 import argparse
 import time
@@ -27,13 +31,18 @@ MODELS = {
 }
 
 
-def build_random_model(config_name, device):
-    """The model of configs/<config_name> with random weights, in eval mode on `device`."""
+def build_random_model(config_name, device, zero_thresholds=True):
+    """The model of configs/<config_name> with random weights, in eval mode on `device`
+    (every detection score passes with `zero_thresholds`)."""
     cfg = get_ps_cfg()
     cfg.merge_from_file(str(CONFIGS / config_name))
     cfg.MODEL.DEVICE = device
     cfg.MODEL.WEIGHTS = ""
     cfg.PS.BACKBONE.WEIGHTS = ""
+    cfg.PS.REID.NUM_PIDS = 5532  # the OIM table size of CUHK-SYSU train: no dataset is read
+    if zero_thresholds:
+        cfg.PS.SPNET.TEST.SCORE_THRESH = -1.0
+        cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.0
     torch.manual_seed(0)
     return build_model(cfg).eval()
 
@@ -64,16 +73,20 @@ def main():
     parser.add_argument("--images", type=int, default=3, help="timed images per model and size")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--config-thresholds", action="store_true",
+                        help="keep the configs' detection score thresholds (default: 0, maximum detections)")
     args = parser.parse_args()
-    print(f"device {args.device}, torch threads {torch.get_num_threads()}, {args.images} images per row")
+    thresholds = "configs'" if args.config_thresholds else "none (maximum detections)"
+    print(f"device {args.device}, torch threads {torch.get_num_threads()}, {args.images} images per row, "
+          f"score thresholds {thresholds}")
     print("| model | config | image px | s / image | images / s | detections / image |")
     print("|---|---|---|---|---|---|")
     for name in args.models:
-        model = build_random_model(MODELS[name], args.device)
+        model = build_random_model(MODELS[name], args.device, zero_thresholds=not args.config_thresholds)
         for size in args.sizes:
             seconds, detections = time_per_image(model, size, args.images, args.device)
-            print(f"| {name} | configs/{MODELS[name]} | {size} | {seconds:.2f} | {1 / seconds:.2f} | {detections:.0f} |",
-                  flush=True)
+            row = [name, f"configs/{MODELS[name]}", size, f"{seconds:.2f}", f"{1 / seconds:.2f}", f"{detections:.0f}"]
+            print("| " + " | ".join(map(str, row)) + " |", flush=True)
         del model
 
 

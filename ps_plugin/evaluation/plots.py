@@ -38,7 +38,9 @@ def plot_learning_curve(metrics_json, path, keys=None):
     import json
 
     rows = [json.loads(line) for line in open(metrics_json) if line.strip()]
-    rows = [r for r in rows if "iteration" in r and "total_loss" in r]
+    # A resumed run appends to the same file: keep the last row of each iteration.
+    rows = sorted({r["iteration"]: r for r in rows if "iteration" in r and "total_loss" in r}.values(),
+                  key=lambda r: r["iteration"])
     keys = keys or sorted({k for r in rows for k in r if k.startswith("loss") or k == "total_loss"})
     fig, ax = plt.subplots(figsize=(6, 4))
     for key in keys:
