@@ -8,6 +8,8 @@
 """
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.engine import default_argument_parser, default_setup
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
 
 import ps_plugin  # noqa: F401  (registers datasets, meta-architectures, heads)
 from ps_plugin.config import setup_cfg
@@ -17,6 +19,7 @@ from ps_plugin.engine import PersonSearchTrainer, launch
 def setup(args):
     cfg = setup_cfg(args)
     default_setup(cfg, args)
+    setup_logger(output=cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="ps_plugin")
     return cfg
 
 
