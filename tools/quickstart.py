@@ -15,6 +15,7 @@ import os
 
 from detectron2.data import DatasetCatalog
 from detectron2.engine import default_setup
+from detectron2.utils.logger import setup_logger
 
 import ps_plugin  # noqa: F401  (registers datasets and models)
 from ps_plugin.config import setup_cfg
@@ -66,6 +67,7 @@ def main():
     cfg = setup_cfg(args)
     ensure_backbone_weights(cfg.PS.BACKBONE.WEIGHTS)
     default_setup(cfg, argparse.Namespace(config_file=args.config_file, opts=args.opts, eval_only=False))
+    setup_logger(output=cfg.OUTPUT_DIR, name="ps_plugin")
     query_set, gallery_set = cfg.DATASETS.TEST[0], "synthps_gallery"
 
     colour = colour_histogram_search(DatasetCatalog.get(gallery_set), DatasetCatalog.get(query_set)).summary()
