@@ -46,15 +46,18 @@ def _row(name, metrics, query_set):
         "model": name,
         "mAP": metrics.get(f"{query_set}/mAP", float("nan")),
         "top1": metrics.get(f"{query_set}/top1", float("nan")),
+        "gt_mAP": metrics.get(f"{query_set}/gt_mAP", float("nan")),
         "det_AP": metrics.get("det/AP", float("nan")),
     }
 
 
 def _table(rows):
-    lines = ["| model | search mAP | top-1 | detection AP@0.5 |", "|---|---|---|---|"]
+    def pct(value):
+        return "-" if value != value else f"{100 * value:.1f}"
+
+    lines = ["| model | search mAP | top-1 | GT mAP | detection AP@0.5 |", "|---|---|---|---|---|"]
     for r in rows:
-        det = "-" if r["det_AP"] != r["det_AP"] else f"{100 * r['det_AP']:.1f}"
-        lines.append(f"| {r['model']} | {100 * r['mAP']:.1f} | {100 * r['top1']:.1f} | {det} |")
+        lines.append(f"| {r['model']} | {pct(r['mAP'])} | {pct(r['top1'])} | {pct(r['gt_mAP'])} | {pct(r['det_AP'])} |")
     return "\n".join(lines)
 
 
@@ -71,7 +74,8 @@ def main():
     query_set, gallery_set = cfg.DATASETS.TEST[0], "synthps_gallery"
 
     colour = colour_histogram_search(DatasetCatalog.get(gallery_set), DatasetCatalog.get(query_set)).summary()
-    rows = [{"model": "colour histogram on GT boxes", "mAP": colour["mAP"], "top1": colour["top1"], "det_AP": float("nan")}]
+    rows = [{"model": "colour histogram on GT boxes", "mAP": colour["mAP"], "top1": colour["top1"],
+             "gt_mAP": float("nan"), "det_AP": float("nan")}]
     untrained = PersonSearchTrainer.test(cfg, PersonSearchTrainer.build_model(cfg))[gallery_set]["person_search"]
     rows.append(_row("untrained (ImageNet backbone)", untrained, query_set))
     trainer = PersonSearchTrainer(cfg)

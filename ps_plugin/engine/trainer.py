@@ -80,6 +80,11 @@ class PersonSearchTrainer(DefaultTrainer):
         """Detectron2's hooks, after `GatherRNGStates` (which must run before the checkpointer)."""
         return [GatherRNGStates()] + super().build_hooks()
 
+    def train(self):
+        """Train, then return the results of the evaluation run at the end of training (or None)."""
+        super().train()
+        return getattr(self, "_last_eval_results", None)
+
     @classmethod
     def build_optimizer(cls, cfg, model):
         return build_person_search_optimizer(cfg, model)
