@@ -130,3 +130,26 @@ def test_train_net_eval_only_evaluates_the_saved_checkpoint(synthps_root, tmp_pa
     metrics = results["evalonly_gallery"]["person_search"]
     assert metrics == pytest.approx(expected)
     assert metrics["evalonly_query/gt_mAP"] > 0
+
+
+@pytest.mark.slow
+def test_short_synthps_training_lowers_the_loss(synthps_root, tmp_path):
+    """40 iterations on the tiny SynthPS (repeated scenes): the summed loss of the last 8 steps
+    is well below that of the first 8."""
+    cfg = tiny_train_cfg(synthps_root, "tiny_loss", tmp_path, MAX_ITER=40)
+    cfg.PS.SOLVER.OPTIMIZER = "AdamW"
+    cfg.SOLVER.BASE_LR = 1e-3
+    trainer = build_trainer(cfg)
+    model = unwrap(trainer.model)
+    forward, totals = model.forward, []
+
+    def recording_forward(batched_inputs):
+        losses = forward(batched_inputs)
+        totals.append(float(sum(losses.values())))
+        return losses
+
+    model.forward = recording_forward
+    trainer.train()
+    assert len(totals) == 40
+    first, last = sum(totals[:8]) / 8, sum(totals[-8:]) / 8
+    assert last < 0.7 * first, (first, last)
