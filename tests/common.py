@@ -32,3 +32,20 @@ def tiny_cfg(config_file=None, **overrides):
         opts += [key.replace("__", "."), value]
     cfg.merge_from_list(opts)
     return cfg
+
+
+def small_input_cfg(**input_keys):
+    """RGB config with small resize / window / crop sizes so every augmentation recipe runs in
+    milliseconds; `input_keys` set cfg.PS.INPUT keys."""
+    cfg = get_ps_cfg()
+    cfg.INPUT.FORMAT = "RGB"
+    cfg.INPUT.MIN_SIZE_TRAIN = (200,)
+    cfg.INPUT.MAX_SIZE_TRAIN = 400
+    cfg.INPUT.MIN_SIZE_TEST = 200
+    cfg.INPUT.MAX_SIZE_TEST = 400
+    cfg.PS.INPUT.WINDOW_MIN_SIZE = 300
+    cfg.PS.INPUT.WINDOW_MAX_SIZE = 500
+    cfg.PS.INPUT.CROP_SIZE = 128
+    for key, value in input_keys.items():
+        cfg.PS.INPUT[key] = value
+    return cfg

@@ -8,7 +8,7 @@ from detectron2.data import transforms as T
 from detectron2.structures import BoxMode
 from PIL import Image
 
-from ps_plugin.config import get_ps_cfg
+from common import small_input_cfg
 from ps_plugin.data.mapper import PersonSearchDatasetMapper
 
 BACKGROUND = (128, 128, 128)
@@ -18,22 +18,6 @@ SCENE_PIDS = [4, 9, -1, 2, 7]
 SCENE_BOXES = [[10, 20, 50, 100], [70, 30, 110, 120], [130, 100, 170, 200], [200, 40, 250, 150], [270, 140, 310, 230]]
 KNOWN_COLOURS = np.array(list(PID_COLOURS.values()) + [BACKGROUND, (0, 0, 0)], dtype=np.float64)
 RECIPES = ["resize", "wrs", "rrc2", "rrc_scale"]
-
-
-def small_cfg(**input_keys):
-    """RGB config with small window / crop sizes so every recipe runs in milliseconds."""
-    cfg = get_ps_cfg()
-    cfg.INPUT.FORMAT = "RGB"
-    cfg.INPUT.MIN_SIZE_TRAIN = (200,)
-    cfg.INPUT.MAX_SIZE_TRAIN = 400
-    cfg.INPUT.MIN_SIZE_TEST = 200
-    cfg.INPUT.MAX_SIZE_TEST = 400
-    cfg.PS.INPUT.WINDOW_MIN_SIZE = 300
-    cfg.PS.INPUT.WINDOW_MAX_SIZE = 500
-    cfg.PS.INPUT.CROP_SIZE = 128
-    for key, value in input_keys.items():
-        cfg.PS.INPUT[key] = value
-    return cfg
 
 
 def scene_record(tmp_path, boxes=SCENE_BOXES, pids=SCENE_PIDS, name="scene.png", **extra):
@@ -75,7 +59,7 @@ def assert_boxes_match_pids(view, record):
 def test_pids_follow_their_boxes(tmp_path, recipe):
     np.random.seed(0)
     record = scene_record(tmp_path)
-    mapper = PersonSearchDatasetMapper(small_cfg(TRAIN_AUG=recipe), is_train=True)
+    mapper = PersonSearchDatasetMapper(small_input_cfg(TRAIN_AUG=recipe), is_train=True)
     counts = []
     for _ in range(15):
         view = mapper(record)
@@ -92,7 +76,7 @@ def test_pids_follow_their_boxes(tmp_path, recipe):
 
 def test_flip_moves_pids_with_boxes(tmp_path):
     record = scene_record(tmp_path)
-    view = PersonSearchDatasetMapper(small_cfg(TRAIN_AUG="resize", FLIP_PROB=1.0), is_train=True)(record)
+    view = PersonSearchDatasetMapper(small_input_cfg(TRAIN_AUG="resize", FLIP_PROB=1.0), is_train=True)(record)
     assert view["instances"].gt_pids.tolist() == SCENE_PIDS
     # 240 x 320 -> 200 x 267 (scale 200 / 240 in y, 267 / 320 in x), mirrored.
     first = view["instances"].gt_boxes.tensor[0]
@@ -118,7 +102,7 @@ def test_boxes_cropped_away_are_dropped_with_their_pid(tmp_path):
 def test_k_views_are_independent_with_box_correspondence(tmp_path):
     np.random.seed(0)
     record = scene_record(tmp_path)
-    mapper = PersonSearchDatasetMapper(small_cfg(TRAIN_AUG="rrc2", NUM_VIEWS=3), is_train=True)
+    mapper = PersonSearchDatasetMapper(small_input_cfg(TRAIN_AUG="rrc2", NUM_VIEWS=3), is_train=True)
     shared_ids = 0
     for _ in range(10):
         out = mapper(record)
@@ -137,7 +121,7 @@ def test_k_views_are_independent_with_box_correspondence(tmp_path):
 def test_single_view_output_carries_record_keys(tmp_path):
     record = scene_record(tmp_path)
     before = copy.deepcopy(record)
-    view = PersonSearchDatasetMapper(small_cfg(), is_train=True)(record)
+    view = PersonSearchDatasetMapper(small_input_cfg(), is_train=True)(record)
     assert record == before  # the caller's dict is not modified
     for key in ("file_name", "image_id", "height", "width", "camera_id", "dataset_name", "domain"):
         assert view[key] == record[key]
@@ -150,14 +134,14 @@ def test_image_without_people(tmp_path, recipe):
     np.random.seed(0)
     record = scene_record(tmp_path, boxes=[], pids=[])
     for num_views in (1, 2):
-        out = PersonSearchDatasetMapper(small_cfg(TRAIN_AUG=recipe, NUM_VIEWS=num_views), is_train=True)(record)
+        out = PersonSearchDatasetMapper(small_input_cfg(TRAIN_AUG=recipe, NUM_VIEWS=num_views), is_train=True)(record)
         for view in out.get("views", [out]):
             assert len(view["instances"]) == 0
             assert view["instances"].gt_boxes.tensor.shape == (0, 4)
             assert view["instances"].gt_pids.shape == (0,)
             if recipe.startswith("rrc"):
                 assert view["image"].shape == (3, 128, 128)
-    test_view = PersonSearchDatasetMapper(small_cfg(), is_train=False)(record)
+    test_view = PersonSearchDatasetMapper(small_input_cfg(), is_train=False)(record)
     assert len(test_view["instances"]) == 0 and test_view["image"].shape == (3, 200, 267)
 
 
@@ -165,7 +149,7 @@ def test_query_record_gets_its_box_in_the_resized_image(tmp_path):
     record = scene_record(tmp_path, boxes=[[30, 60, 90, 180]], pids=[9], query_index=12)
     # 240 x 320 -> 200 x 267 ("resize") or 300 x 400 ("wrs").
     for recipe, (sx, sy) in [("resize", (267 / 320, 200 / 240)), ("wrs", (400 / 320, 300 / 240))]:
-        out = PersonSearchDatasetMapper(small_cfg(TEST_AUG=recipe), is_train=False)(record)
+        out = PersonSearchDatasetMapper(small_input_cfg(TEST_AUG=recipe), is_train=False)(record)
         assert out["query_index"] == 12 and out["annotations"] == record["annotations"]
         assert out["query_boxes"].dtype == torch.float32
         np.testing.assert_allclose(out["query_boxes"].numpy(), [[30 * sx, 60 * sy, 90 * sx, 180 * sy]], rtol=1e-5)
@@ -174,14 +158,14 @@ def test_query_record_gets_its_box_in_the_resized_image(tmp_path):
 
 
 def test_gallery_record_in_test_mode_has_no_query_boxes(tmp_path):
-    out = PersonSearchDatasetMapper(small_cfg(), is_train=False)(scene_record(tmp_path))
+    out = PersonSearchDatasetMapper(small_input_cfg(), is_train=False)(scene_record(tmp_path))
     assert "query_boxes" not in out
     assert out["instances"].gt_pids.tolist() == SCENE_PIDS
     assert len(out["annotations"]) == 5
 
 
 def test_bgr_format_reverses_channels(tmp_path):
-    cfg = small_cfg()
+    cfg = small_input_cfg()
     cfg.INPUT.FORMAT = "BGR"
     view = PersonSearchDatasetMapper(cfg, is_train=False)(scene_record(tmp_path, boxes=[[0, 0, 320, 240]], pids=[4]))
     assert view["image"][:, 100, 100].tolist() == [0, 0, 255]
@@ -189,10 +173,10 @@ def test_bgr_format_reverses_channels(tmp_path):
 
 def test_missing_size_is_filled_and_wrong_size_is_reported(tmp_path):
     record = scene_record(tmp_path, height=None, width=None)
-    view = PersonSearchDatasetMapper(small_cfg(), is_train=False)(record)
+    view = PersonSearchDatasetMapper(small_input_cfg(), is_train=False)(record)
     assert (view["height"], view["width"]) == (240, 320)
     with pytest.raises(Exception, match="scene.png"):
-        PersonSearchDatasetMapper(small_cfg(), is_train=False)(scene_record(tmp_path, height=100))
+        PersonSearchDatasetMapper(small_input_cfg(), is_train=False)(scene_record(tmp_path, height=100))
 
 
 @pytest.mark.parametrize("content", [b"not an image at all", None])
@@ -204,7 +188,7 @@ def test_unreadable_image_names_the_file(tmp_path, content):
     record["file_name"] = str(broken)
     before = copy.deepcopy(record)
     with pytest.raises(OSError, match="broken.jpg") as error:
-        PersonSearchDatasetMapper(small_cfg(), is_train=True)(record)
+        PersonSearchDatasetMapper(small_input_cfg(), is_train=True)(record)
     assert "re-download" in str(error.value) and "remove this image" in str(error.value)
     assert record == before
 
@@ -216,10 +200,10 @@ def test_truncated_jpeg_names_the_file(tmp_path):
     jpeg.write_bytes(jpeg.read_bytes()[:300])
     record["file_name"] = str(jpeg)
     with pytest.raises(OSError, match="cut.jpg"):
-        PersonSearchDatasetMapper(small_cfg(), is_train=True)(record)
+        PersonSearchDatasetMapper(small_input_cfg(), is_train=True)(record)
 
 
 def test_k_views_only_in_training():
     with pytest.raises(ValueError, match="NUM_VIEWS"):
         PersonSearchDatasetMapper(False, augmentations=[], image_format="RGB", num_views=2)
-    assert PersonSearchDatasetMapper(small_cfg(NUM_VIEWS=2), is_train=False).num_views == 1
+    assert PersonSearchDatasetMapper(small_input_cfg(NUM_VIEWS=2), is_train=False).num_views == 1

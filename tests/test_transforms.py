@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 from detectron2.data import transforms as T
 
+from common import small_input_cfg
 from ps_plugin.config import get_ps_cfg
 from ps_plugin.data.transforms import (
     CenteredPad,
@@ -22,21 +23,6 @@ SCENE_BOXES = np.array(
     [[10, 20, 50, 100], [70, 30, 110, 120], [130, 100, 170, 200], [200, 40, 250, 150], [270, 140, 310, 230]],
     dtype=np.float32,
 )
-
-
-def small_cfg(**input_keys):
-    """Config with small window / crop sizes so every recipe runs in milliseconds."""
-    cfg = get_ps_cfg()
-    cfg.INPUT.MIN_SIZE_TRAIN = (200,)
-    cfg.INPUT.MAX_SIZE_TRAIN = 400
-    cfg.INPUT.MIN_SIZE_TEST = 200
-    cfg.INPUT.MAX_SIZE_TEST = 400
-    cfg.PS.INPUT.WINDOW_MIN_SIZE = 300
-    cfg.PS.INPUT.WINDOW_MAX_SIZE = 500
-    cfg.PS.INPUT.CROP_SIZE = 128
-    for key, value in input_keys.items():
-        cfg.PS.INPUT[key] = value
-    return cfg
 
 
 def painted_scene(boxes=SCENE_BOXES, hw=(240, 320)):
@@ -62,7 +48,7 @@ def augment(augmentations, image, boxes):
 @pytest.mark.parametrize("recipe", ["resize", "wrs"])
 def test_resize_recipes_keep_every_box_on_its_colour(recipe):
     np.random.seed(0)
-    cfg = small_cfg(TRAIN_AUG=recipe, FLIP_PROB=1.0)
+    cfg = small_input_cfg(TRAIN_AUG=recipe, FLIP_PROB=1.0)
     image, boxes, _ = augment(build_person_search_augmentation(cfg, True), painted_scene(), SCENE_BOXES)
     # 240 x 320: "resize" to short side 200 -> 200 x 267; "wrs" to short side 300 -> 300 x 400.
     assert image.shape[:2] == {"resize": (200, 267), "wrs": (300, 400)}[recipe]
@@ -75,7 +61,7 @@ def test_resize_recipes_keep_every_box_on_its_colour(recipe):
 
 
 def test_window_resize_caps_long_side():
-    (resize,) = build_person_search_augmentation(small_cfg(TEST_AUG="wrs"), False)
+    (resize,) = build_person_search_augmentation(small_input_cfg(TEST_AUG="wrs"), False)
     assert resize.get_transform(np.zeros((200, 1000, 3), np.uint8)).new_w == 500  # long side capped
     assert resize.get_transform(np.zeros((200, 250, 3), np.uint8)).new_h == 300  # short side 300
     cfg = get_ps_cfg()
@@ -191,7 +177,7 @@ def test_random_choice_is_fair():
 @pytest.mark.parametrize("recipe", ["rrc2", "rrc_scale"])
 def test_crop_recipes_output_crop_size(recipe):
     np.random.seed(0)
-    cfg = small_cfg(TRAIN_AUG=recipe)
+    cfg = small_input_cfg(TRAIN_AUG=recipe)
     augs = build_person_search_augmentation(cfg, True)
     assert type(augs[-1]) is T.RandomFlip
     for hw, boxes in [((240, 320), SCENE_BOXES), ((60, 40), np.zeros((0, 4), np.float32)),
@@ -216,6 +202,6 @@ def test_default_crop_recipe_pads_to_three_crops():
 
 def test_unknown_recipe_is_rejected():
     with pytest.raises(ValueError, match="PS.INPUT.TRAIN_AUG"):
-        build_person_search_augmentation(small_cfg(TRAIN_AUG="rrc3"), True)
+        build_person_search_augmentation(small_input_cfg(TRAIN_AUG="rrc3"), True)
     with pytest.raises(ValueError, match="PS.INPUT.TEST_AUG"):
-        build_person_search_augmentation(small_cfg(TEST_AUG="rrc2"), False)
+        build_person_search_augmentation(small_input_cfg(TEST_AUG="rrc2"), False)
