@@ -169,3 +169,13 @@ def test_lookup_table_size_needs_labeled_training_identities():
     cfg.PS.REID.NUM_PIDS = 0
     with pytest.raises(ValueError, match="PS.REID.NUM_PIDS"):
         build(cfg)
+
+
+def test_missing_training_data_error_points_to_num_pids(tmp_path):
+    from ps_plugin.data.datasets.synthps import register_all_synthps
+    from ps_plugin.modeling.baseline.reid_branch import resolve_num_pids
+
+    register_all_synthps(root=str(tmp_path / "absent"), prefix="absent_synthps")
+    cfg = tiny_cfg(DATASETS__TRAIN=("absent_synthps_train",))
+    with pytest.raises(FileNotFoundError, match="PS.REID.NUM_PIDS"):
+        resolve_num_pids(cfg)

@@ -24,7 +24,13 @@ def resolve_num_pids(cfg):
     for name in cfg.DATASETS.TRAIN:
         meta = MetadataCatalog.get(name)
         if not hasattr(meta, "num_pids"):
-            DatasetCatalog.get(name)
+            try:
+                DatasetCatalog.get(name)
+            except FileNotFoundError as error:
+                raise FileNotFoundError(
+                    f"{error}\nThe OIM lookup table is sized from DATASETS.TRAIN. For inference without the "
+                    "training data, set PS.REID.NUM_PIDS to the checkpoint's number of identities."
+                ) from error
         total += MetadataCatalog.get(name).get("num_pids", 0)
     if total <= 0:
         raise ValueError(
