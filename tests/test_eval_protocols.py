@@ -5,7 +5,7 @@ from sklearn.metrics import average_precision_score
 
 from ps_plugin.evaluation.gallery_results import GalleryResults
 from ps_plugin.evaluation.iou import pairwise_iou
-from ps_plugin.evaluation.protocols import evaluate_search
+from ps_plugin.evaluation.protocols import evaluate_conditioned_search, evaluate_search
 from ps_plugin.evaluation.search_inputs import GalleryTruth, SearchQuery
 from ps_plugin.evaluation.simulate import ResultSimulator
 
@@ -85,6 +85,14 @@ def reference_search(gallery, queries, truth=None, det_thresh=0.5, duplicate_rul
 
 
 # ---------------------------------------------------------------- random data
+def test_generic_gallery_without_any_detection_gives_ap_zero():
+    records = [{"image_id": f"{name}.jpg", "annotations": [{"bbox": PERSON, "person_id": 0}]} for name in "ab"]
+    empty = {r["image_id"]: det(np.zeros((0, 4)), [], np.zeros((0, 4))) for r in records}
+    query = SearchQuery("a.jpg", np.array(PERSON, float), one_hot(0), 0)
+    result = evaluate_search(empty, [query], GalleryTruth.from_records(records))
+    assert result.ap[0] == 0.0 and result.hit_rank[0] == np.inf
+
+
 def random_world(seed, num_images=30, num_ids=8, num_cameras=3):
     rng = np.random.default_rng(seed)
     sim = ResultSimulator(dim=16, noise=2.0, jitter=0.15, false_positives=1.5, seed=seed)
@@ -274,3 +282,26 @@ def test_prw_camera_option_changes_the_gallery():
     assert every.ap[0] == pytest.approx(5 / 6) and every.hit_rank[0] == 1
     cross = evaluate_search(gallery, [query], truth, cross_camera=True)
     assert cross.ap[0] == pytest.approx(0.5) and cross.hit_rank[0] == 2
+
+
+# ---------------------------------------------------------------- query-conditioned detectors
+def test_conditioned_search_with_shared_detections_equals_evaluate_search():
+    rng, sim, records, gallery = random_world(5)
+    truth = GalleryTruth.from_records(records)
+    queries = [SearchQuery(r["image_id"], np.array(a["bbox"]), sim.embed([a["person_id"]])[0], a["person_id"])
+               for r in records for a in r["annotations"] if a["person_id"] >= 0]
+    shared = evaluate_search(gallery, queries, truth, det_thresh=0.3)
+    conditioned = evaluate_conditioned_search([gallery] * len(queries), queries, truth, det_thresh=0.3)
+    np.testing.assert_allclose(conditioned.ap, shared.ap, atol=1e-12)
+    np.testing.assert_array_equal(conditioned.hit_rank, shared.hit_rank)
+
+
+def test_conditioned_search_ranks_each_query_in_its_own_detections():
+    found = two_image_gallery()
+    missed = {**found, "b.jpg": det([[10, 10, 60, 160]], [0.9], [one_hot(2)])}  # no detection of the person in b
+    query = explicit_query(["a.jpg", "b.jpg", "c.jpg"], [PERSON, PERSON, NAN_BOX], one_hot(0))
+    result = evaluate_conditioned_search([found, missed], [query, query])
+    np.testing.assert_allclose(result.ap, [1.0, 0.5])
+    with pytest.raises(ValueError, match="one per query"):
+        evaluate_conditioned_search([found], [query, query])
+

@@ -11,8 +11,10 @@ from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
 
 from ps_plugin.config import get_ps_cfg
+from ps_plugin.engine import PersonSearchTrainer
 from ps_plugin.modeling.spnet import SPNet  # noqa: F401  (registers the meta-architecture)
 from ps_plugin.modeling.spnet.config import add_spnet_config
+from train_fixtures import register_tiny, tiny_synthps
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 IMAGE_HW = (96, 128)
@@ -213,6 +215,26 @@ def test_qc_inference_needs_search():
     assert not torch.equal(first.scores, second.scores)  # detection is conditioned on the query
 
 
+def test_trainer_evaluates_qc_mode_with_a_gallery_pass_per_query(tmp_path):
+    """PersonSearchTrainer.test runs a QC model over each query's gallery (search metrics, no
+    query-independent detection metrics) and an OC model with one gallery pass."""
+    register_tiny(tiny_synthps(tmp_path / "synthps"), "spnet_eval")
+    metrics = {}
+    for mode in ("qc", "oc"):
+        cfg = tiny_spnet_cfg(mode)
+        cfg.DATASETS.TEST = ("spnet_eval_query",)
+        cfg.DATALOADER.NUM_WORKERS = 0
+        cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST = 96, 128
+        cfg.PS.SPNET.TEST.SCORE_THRESH, cfg.PS.EVAL.DET_THRESH = 0.0, 0.0
+        cfg.OUTPUT_DIR = str(tmp_path / mode)
+        metrics[mode] = PersonSearchTrainer.test(cfg, _build(cfg).eval())["spnet_eval_gallery"]["person_search"]
+    for mode in ("qc", "oc"):
+        assert 0.0 <= metrics[mode]["spnet_eval_query/mAP"] <= 1.0
+        assert 0.0 <= metrics[mode]["spnet_eval_query/gt_mAP"] <= 1.0
+    assert "det/AP" in metrics["oc"] and not any(k.startswith("det/") for k in metrics["qc"])
+    assert (tmp_path / "qc" / "inference" / "spnet_eval_gallery" / "person_search_metrics.json").is_file()
+
+
 SPNET_CONFIGS = sorted(CONFIGS.glob("spnet_*.yaml"))
 
 
@@ -244,6 +266,26 @@ def test_tiny_synthps_config_builds_and_trains_one_step():
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
     assert buffer.tell() > 0
+
+
+def test_mobilenetv2_synthps_config_uses_imagenet_c5_blocks_as_box_head():
+    """spnet_mnv2_oc_synthps.yaml: the Box Embedder head is a copy of MobileNetV2's C4 -> C5 blocks
+    (ImageNet weights, trained separately from the backbone), and one OC training step runs."""
+    cfg = get_ps_cfg()
+    add_spnet_config(cfg)
+    cfg.merge_from_file(str(CONFIGS / "spnet_mnv2_oc_synthps.yaml"))
+    cfg.PS.BACKBONE.WEIGHTS = str(CONFIGS.parent / cfg.PS.BACKBONE.WEIGHTS)
+    cfg.PS.SPNET.TRAIN.NUM_SAMPLED_ANCHORS = 64
+    cfg.PS.REID.NUM_PIDS, cfg.PS.REID.QUEUE_SIZE = 8, 16
+    model = _build(cfg)
+    blocks = model.backbone.bottom_up.body.blocks
+    head = model.reid_embedder.head
+    assert [p.shape for p in head.parameters()] == [p.shape for p in blocks[5:].parameters()]
+    assert all(torch.equal(a, b) for a, b in zip(head.state_dict().values(), blocks[5:].state_dict().values()))
+    assert head[0] is not blocks[5]
+    with EventStorage():
+        losses = model([view for record in _two_view_batch() for view in record["views"]])
+    assert all(torch.isfinite(v) for v in losses.values())
 
 
 def _train(model, batches, steps, lr=1e-3):

@@ -18,7 +18,12 @@ from ps_plugin.data.samplers import SeededMapper, ShuffledStreamDataset, StreamP
 from ps_plugin.engine.finite_loss import FiniteLossAMPTrainer, FiniteLossTrainer
 from ps_plugin.engine.hooks import GatherRNGStates
 from ps_plugin.engine.optimizer import build_person_search_optimizer
-from ps_plugin.evaluation import PersonSearchEvaluator, build_person_search_test_dicts
+from ps_plugin.evaluation import (
+    PersonSearchEvaluator,
+    build_person_search_test_dicts,
+    is_query_conditioned,
+    query_centric_inference,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -147,12 +152,19 @@ class PersonSearchTrainer(DefaultTrainer):
 
     @classmethod
     def test(cls, cfg, model, evaluators=None):
-        """Evaluate every gallery of DATASETS.TEST with its query sets; returns {gallery: metrics}."""
+        """Evaluate every gallery of DATASETS.TEST with its query sets; returns {gallery: metrics}.
+
+        A query-conditioned model (SPNet in QC mode) is evaluated with a gallery pass per query
+        (query_centric_inference); every other model with one gallery pass (inference_on_dataset).
+        """
         results = OrderedDict()
         for gallery_name, query_names in group_test_datasets(cfg.DATASETS.TEST).items():
             loader = cls.build_test_loader(cfg, gallery_name, query_names)
             evaluator = cls.build_evaluator(cfg, gallery_name, query_names)
-            results[gallery_name] = inference_on_dataset(model, loader, evaluator)
+            if is_query_conditioned(model):
+                results[gallery_name] = query_centric_inference(model, loader, evaluator)
+            else:
+                results[gallery_name] = inference_on_dataset(model, loader, evaluator)
             if comm.is_main_process():
                 logger.info(f"Evaluation results for {gallery_name}:")
                 print_csv_format(results[gallery_name])

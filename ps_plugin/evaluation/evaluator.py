@@ -7,6 +7,9 @@ Inputs may arrive in any order and on any rank. Contract with the model (docs/DA
     input carries "gt_boxes_for_reid"); they give the GT mAP (re-id with a perfect detector).
   * query input ("query_keys" from build_person_search_test_dicts, or "dataset_name" +
     "query_index"): outputs["query_embeddings"] [K, D], row 0 = the query box.
+Query-conditioned detectors (SPNet in QC mode) give each query its own gallery detections through
+`process_conditioned` (query_centric.py drives it); search metrics are then computed per query and
+detection AP / recall are not reported (there is no query-independent detection).
 """
 import json
 import logging
@@ -24,7 +27,7 @@ from .detection_metrics import evaluate_detection
 from .gallery_results import GalleryResults
 from .inference_dicts import query_key
 from .plots import plot_cmc, plot_map_vs_gallery_size
-from .protocols import evaluate_search
+from .protocols import evaluate_conditioned_search, evaluate_search
 from .results_io import save_results
 from .search_inputs import GalleryTruth, query_from_record
 
@@ -33,6 +36,16 @@ logger = logging.getLogger(__name__)
 
 def _numpy(tensor):
     return tensor.detach().cpu().numpy()
+
+
+def _detections_dict(instances):
+    """Instances (pred_boxes, scores, pred_embeddings) -> {"boxes" [N, 4], "scores" [N], "embeddings" [N, D]}."""
+    instances = instances.to("cpu")
+    return {
+        "boxes": _numpy(instances.pred_boxes.tensor),
+        "scores": _numpy(instances.scores),
+        "embeddings": _numpy(instances.pred_embeddings),
+    }
 
 
 class PersonSearchEvaluator(DatasetEvaluator):
@@ -115,6 +128,7 @@ class PersonSearchEvaluator(DatasetEvaluator):
         self._gallery = {}
         self._gt_embeddings = {}
         self._query_embeddings = {}
+        self._conditioned = {}
 
     def process(self, inputs, outputs):
         for item, output in zip(inputs, outputs):
@@ -124,47 +138,65 @@ class PersonSearchEvaluator(DatasetEvaluator):
                 for key in keys:
                     self._query_embeddings[tuple(key)] = embedding
                 continue
-            instances = output["instances"].to("cpu")
-            self._gallery[item["image_id"]] = {
-                "boxes": _numpy(instances.pred_boxes.tensor),
-                "scores": _numpy(instances.scores),
-                "embeddings": _numpy(instances.pred_embeddings),
-            }
+            self._gallery[item["image_id"]] = _detections_dict(output["instances"])
             if "gt_embeddings" in output:
                 self._gt_embeddings[item["image_id"]] = _numpy(output["gt_embeddings"])
 
+    def process_conditioned(self, gallery_input, detections, gt_embeddings=None):
+        """One gallery input's detections for each query of a query-conditioned detector.
+
+        Args:
+            gallery_input: the gallery record ("image_id").
+            detections: {(query dataset name, query_index): Instances (pred_boxes in original
+                coordinates, scores, pred_embeddings [N, D])}, the queries whose gallery holds the image.
+            gt_embeddings: optional [M, D] for the record's ground-truth boxes (GT mAP).
+        """
+        for key, instances in detections.items():
+            self._conditioned.setdefault(tuple(key), {})[gallery_input["image_id"]] = _detections_dict(instances)
+        if gt_embeddings is not None:
+            self._gt_embeddings[gallery_input["image_id"]] = _numpy(gt_embeddings)
+
     def _gathered(self):
-        """(gallery, gt_embeddings, query_embeddings) merged over ranks; None off the main process."""
-        parts = (self._gallery, self._gt_embeddings, self._query_embeddings)
+        """(gallery, gt_embeddings, query_embeddings, conditioned) merged over ranks; None off the main process."""
+        parts = (self._gallery, self._gt_embeddings, self._query_embeddings, self._conditioned)
         if not self.distributed:
             return parts
         comm.synchronize()
         gathered = comm.gather(parts, dst=0)
         if not comm.is_main_process():
             return None
-        merged = ({}, {}, {})
+        merged = ({}, {}, {}, {})
         for rank_parts in gathered:
-            for target, part in zip(merged, rank_parts):
+            for target, part in zip(merged[:3], rank_parts[:3]):
                 target.update(part)
+            for key, per_image in rank_parts[3].items():
+                merged[3].setdefault(key, {}).update(per_image)
         return merged
 
     def evaluate(self):
         gathered = self._gathered()
         if gathered is None:
             return {}
-        gallery, gt_embeddings, query_embeddings = gathered
+        gallery, gt_embeddings, query_embeddings, conditioned = gathered
         gallery_records = DatasetCatalog.get(self.gallery_name)
         truth = GalleryTruth.from_records(gallery_records)
-        results = GalleryResults.from_dict(gallery, source=f"{self.gallery_name} model output")
         metrics = OrderedDict()
-        detection = evaluate_detection(results, truth, self.det_eval_thresh, labeled_only=self.det_labeled_only)
-        metrics.update({f"det/{k}": v for k, v in detection.items()})
+        if conditioned:
+            results = None
+        else:
+            results = GalleryResults.from_dict(gallery, source=f"{self.gallery_name} model output")
+            detection = evaluate_detection(results, truth, self.det_eval_thresh, labeled_only=self.det_labeled_only)
+            metrics.update({f"det/{k}": v for k, v in detection.items()})
         gt_results = self._gt_results(gallery_records, gt_embeddings) if self.gt_map else None
         curves, saved_queries = {}, {}
         for name in self.query_names:
             records = DatasetCatalog.get(name)
             queries = [query_from_record(r, self._query_embedding(query_embeddings, name, r)) for r in records]
-            search = evaluate_search(results, queries, truth, **self.search_options)
+            if conditioned:
+                per_query = [self._conditioned_results(conditioned, name, r) for r in records]
+                search = evaluate_conditioned_search(per_query, queries, truth, **self.search_options)
+            else:
+                search = evaluate_search(results, queries, truth, **self.search_options)
             metrics.update({f"{name}/{k}": v for k, v in search.summary().items()})
             curves[name] = search.cmc()
             if gt_results is not None:
@@ -183,6 +215,15 @@ class PersonSearchEvaluator(DatasetEvaluator):
                 f"{query_key(record)[1]}). Feed every query of build_person_search_test_dicts to the model."
             )
         return query_embeddings[key]
+
+    def _conditioned_results(self, conditioned, name, record):
+        key = (name, record["query_index"])
+        if key not in conditioned:
+            raise KeyError(
+                f"{name}: no gallery detections for query {record['query_index']} (image '{record['image_id']}'). "
+                "A query-conditioned model must run every query over its gallery (query_centric_inference)."
+            )
+        return GalleryResults.from_dict(conditioned[key], source=f"{self.gallery_name} detections for {name} query {key[1]}")
 
     def _gt_results(self, gallery_records, gt_embeddings):
         """Results of a perfect detector (GT boxes, score 1), or None when the model gave no gt_embeddings."""
@@ -216,7 +257,7 @@ class PersonSearchEvaluator(DatasetEvaluator):
         ]
         if len(sizes) > 1:
             plot_map_vs_gallery_size(sizes, os.path.join(self.output_dir, "map_vs_gallery_size.png"))
-        if self.save_results and saved_queries:
+        if self.save_results and saved_queries and gallery:
             first = next(iter(saved_queries.values()))
             save_results(os.path.join(self.output_dir, "search_results.pkl"), gallery, first, saved_queries)
         logger.info(f"Person search metrics written to {self.output_dir}")

@@ -142,7 +142,8 @@ def generic_candidates(results, truth, queries, query_embeddings, cross_camera):
     if cross_camera:
         cameras = np.array([q.camera_id for q in queries], dtype=np.int64)
         allowed &= truth.camera_ids[None, :] != cameras[:, None]
-    scores = query_embeddings @ results.embeddings.T
+    gallery_embeddings = results.embeddings.reshape(num_dets, query_embeddings.shape[1])  # (0, D) when nothing is detected
+    scores = query_embeddings @ gallery_embeddings.T
     scores[~allowed[:, results.det_image]] = -np.inf
 
     pair_query, pair_image, pair_gt = _person_occurrences(truth, queries)
@@ -284,3 +285,24 @@ def evaluate_search(
 def _normalized(query, embedding):
     """The query with its embedding replaced by the normalised one (for CBGM contexts)."""
     return type(query)(**{**query.__dict__, "embedding": embedding})
+
+
+def evaluate_conditioned_search(results_per_query, queries, gallery_truth=None, **options):
+    """Person search where each query has its own gallery detections (a query-conditioned detector,
+    e.g. SPNet in QC mode: one gallery pass per query).
+
+    Args:
+        results_per_query: list (one per query, in `queries` order) of GalleryResults or
+            {image_id: {"boxes", "scores", "embeddings"}}, covering that query's gallery.
+        queries, gallery_truth, **options: as evaluate_search (CBGM contexts come from each query's
+            own results).
+    Returns:
+        SearchEvaluation with per-query AP and best-positive rank, in query order.
+    """
+    if len(results_per_query) != len(queries):
+        raise ValueError(f"{len(results_per_query)} result sets for {len(queries)} queries: give one per query")
+    per_query = [evaluate_search(results, [query], gallery_truth, **options) for results, query in zip(results_per_query, queries)]
+    return SearchEvaluation(
+        ap=np.array([e.ap[0] for e in per_query], dtype=np.float64),
+        hit_rank=np.array([e.hit_rank[0] for e in per_query], dtype=np.float64),
+    )

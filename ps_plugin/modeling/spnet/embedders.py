@@ -33,17 +33,31 @@ class AnchorEmbedder(nn.Module):
         return torch.cat(per_level, dim=1)
 
 
+def _timm_blocks_last_stage(body):
+    """The blocks of a timm `blocks` model (MobileNetV2, EfficientNet) between its last two feature
+    outputs, e.g. MobileNetV2 blocks 5-6 (C4 96 channels -> C5 320, stride 2)."""
+    module_names = [info["module"] for info in body.feature_info]
+    if len(module_names) < 2 or not all(name.startswith("blocks.") for name in module_names[-2:]):
+        return None
+    start, end = (int(name.split(".")[1]) for name in module_names[-2:])
+    return nn.Sequential(*body.blocks[start + 1 : end + 1])
+
+
 def _bottom_up_last_stage(backbone):
-    """The last stage of the backbone under the FPN: Detectron2 ResNet `res5` or timm `stages[-1]`."""
+    """The last stage of the backbone under the FPN: Detectron2 ResNet `res5`, timm `stages[-1]`
+    (ConvNeXt, Swin) or the C4 -> C5 blocks of a timm `blocks` model (MobileNetV2)."""
     bottom_up = getattr(backbone, "bottom_up", backbone)
     if hasattr(bottom_up, "res5"):
         return bottom_up.res5
     body = getattr(bottom_up, "body", None)
     if body is not None and hasattr(body, "stages"):
         return body.stages[-1]
+    stage = _timm_blocks_last_stage(body) if body is not None and hasattr(body, "blocks") else None
+    if stage is not None:
+        return stage
     raise ValueError(
         f"PS.SPNET.BOX_EMBEDDER.HEAD='last_stage' cannot find the last stage of {type(bottom_up).__name__} "
-        "(expected a Detectron2 ResNet `res5` or a timm model with `stages`); use HEAD 'conv'."
+        "(expected a Detectron2 ResNet `res5`, a timm model with `stages` or `blocks`); use HEAD 'conv'."
     )
 
 
@@ -72,7 +86,7 @@ def build_box_head(kind, backbone, in_channels, conv_dim, resolution):
         raise ValueError(
             f"Box Embedder head '{kind}' does not accept {in_channels}-channel RoI features: {e}. With "
             "HEAD 'last_stage' set MODEL.FPN.OUT_CHANNELS to the backbone's C4 width (384 ConvNeXt-T, "
-            "512 ConvNeXt-B, 1024 ResNet-50)."
+            "512 ConvNeXt-B, 1024 ResNet-50, 96 MobileNetV2)."
         ) from e
     head.train(was_training)
     return head, out_channels

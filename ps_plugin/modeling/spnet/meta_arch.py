@@ -447,6 +447,37 @@ class SPNet(nn.Module):
         detections.pred_embeddings = F.normalize(self.reid_embedder(features, [boxes]), dim=1)
         return detections
 
+    @property
+    def query_conditioned(self):
+        """True in QC mode: gallery detections depend on the query (evaluate with a gallery pass per query)."""
+        return self.mode == "qc"
+
+    @torch.no_grad()
+    def encode_queries(self, query_input):
+        """One query input ("image", "query_boxes" [K, 4] resized-image XYXY) ->
+        (x_q^reid [K, D] L2-normalised, x_q^det per cascade stage [K, T + 1, d])."""
+        features = self.backbone(self.preprocess_image([query_input]).tensor)
+        boxes = torch.as_tensor(query_input["query_boxes"], dtype=torch.float32, device=self.device).reshape(-1, 4)
+        detection_queries = torch.stack([self.cascade.box_embedder(t, self.reid_embedder)(features, [boxes])
+                                         for t in range(self.cascade.num_stages)], dim=1)
+        return self._embed_given_boxes(features, boxes), detection_queries
+
+    @torch.no_grad()
+    def detect_for_queries(self, gallery_input, detection_queries):
+        """One gallery input, x_q^det [K, T + 1, d] (encode_queries) -> ([K Instances in original
+        coordinates, detections for query k], "gt_embeddings" [M, D] of "gt_boxes_for_reid" or None).
+        In OC mode the detections ignore the queries (K copies of the same Instances)."""
+        images = self.preprocess_image([gallery_input])
+        features = self.backbone(images.tensor)
+        anchors, anchor_embeddings = self._anchor_path(features)
+        detections = []
+        for query in detection_queries:
+            found = self._detect(features, anchors, anchor_embeddings[0], images.image_sizes[0],
+                                 None if self.mode == "oc" else query)
+            detections.append(self._postprocess(found, gallery_input, images.image_sizes[0]))
+        gt_boxes = gallery_input.get("gt_boxes_for_reid")
+        return detections, None if gt_boxes is None else self._embed_given_boxes(features, gt_boxes)
+
     @torch.no_grad()
     def search(self, query_inputs, gallery_inputs):
         """QC (or OC) search: a gallery pass per query (Sec. 9.1 QC evaluation).
@@ -456,25 +487,11 @@ class SPNet(nn.Module):
         order), "detections": list over the K queries of lists over gallery inputs of Instances
         (original coordinates)}. In OC mode every query gets the same detections.
         """
-        reid, det = [], []
-        for record in query_inputs:
-            images = self.preprocess_image([record])
-            features = self.backbone(images.tensor)
-            boxes = torch.as_tensor(record["query_boxes"], dtype=torch.float32, device=self.device).reshape(-1, 4)
-            reid.append(self._embed_given_boxes(features, boxes))
-            det.append(torch.stack([self.cascade.box_embedder(t, self.reid_embedder)(features, [boxes])
-                                    for t in range(self.cascade.num_stages)], dim=1))
-        det = torch.cat(det)
-        detections = [[] for _ in range(len(det))]
-        for record in gallery_inputs:
-            images = self.preprocess_image([record])
-            features = self.backbone(images.tensor)
-            anchors, anchor_embeddings = self._anchor_path(features)
-            for q in range(len(det)):
-                query = None if self.mode == "oc" else det[q]
-                found = self._detect(features, anchors, anchor_embeddings[0], images.image_sizes[0], query)
-                detections[q].append(self._postprocess(found, record, images.image_sizes[0]))
-        return {"query_embeddings": torch.cat(reid), "detections": detections}
+        encoded = [self.encode_queries(record) for record in query_inputs]
+        detection_queries = torch.cat([det for _, det in encoded])
+        per_gallery = [self.detect_for_queries(record, detection_queries)[0] for record in gallery_inputs]
+        detections = [[found[q] for found in per_gallery] for q in range(len(detection_queries))]
+        return {"query_embeddings": torch.cat([reid for reid, _ in encoded]), "detections": detections}
 
 
 def _view_offsets(gts, device):
