@@ -3,9 +3,10 @@ import itertools
 
 import pytest
 import torch
+from torchvision.ops import box_iou
 
 from ps_plugin.modeling.psdiff.losses import PSDiffCriterion
-from ps_plugin.modeling.psdiff.matcher import PSDiffMatcher, hungarian_match
+from ps_plugin.modeling.psdiff.matcher import DynamicKMatcher, PSDiffMatcher, hungarian_match
 
 WEIGHTS = {"cls": 2.0, "l1": 5.0, "giou": 2.0, "reid": 5.0}
 
@@ -87,3 +88,64 @@ def test_deep_supervision_names_earlier_stages_and_handles_empty_images():
     losses = PSDiffCriterion(PSDiffMatcher(), WEIGHTS)([two_images, two_images], [target, empty])
     assert {"loss_cls_stage0", "loss_reid_stage0", "loss_cls", "loss_reid"} <= set(losses)
     assert all(torch.isfinite(v) for v in losses.values())
+
+
+def _boxes(rows):
+    return torch.tensor(rows, dtype=torch.float32)
+
+
+def test_dynamic_k_takes_k_from_the_summed_top_ious():
+    gt = _boxes([[10, 10, 30, 50], [60, 10, 80, 50]])
+    preds = _boxes([
+        [10, 10, 30, 50],   # IoU 1 with GT 0
+        [10, 12, 30, 50],   # IoU 0.95 with GT 0
+        [11, 10, 30, 49],   # IoU 0.93 with GT 0
+        [60, 10, 80, 50],   # IoU 1 with GT 1
+        [90, 90, 95, 95],   # junk
+        [0, 60, 5, 70],     # junk
+    ])
+    cost = torch.zeros(6, 2)
+    cost[:, 0] = torch.tensor([0.0, 0.1, 0.2, 5.0, 5.0, 5.0])
+    cost[:, 1] = torch.tensor([5.0, 5.0, 5.0, 0.0, 5.0, 5.0])
+    rows, cols = DynamicKMatcher().assign(cost, preds, gt)
+    # GT 0: top IoUs 1 + 0.95 + 0.93 = 2.88 -> k = 2 (the two cheapest); GT 1: 1.0 -> k = 1
+    assert sorted(zip(rows.tolist(), cols.tolist())) == [(0, 0), (1, 0), (3, 1)]
+
+
+def test_dynamic_k_resolves_conflicts_and_gives_every_gt_a_prediction():
+    gt = _boxes([[10, 10, 30, 50], [12, 10, 32, 50]])
+    preds = _boxes([[11, 10, 31, 50], [40, 40, 60, 70], [0, 0, 4, 4]])
+    cost = torch.tensor([[0.0, 1.0], [3.0, 2.0], [9.0, 9.0]])
+    rows, cols = DynamicKMatcher().assign(cost, preds, gt)
+    # prediction 0 is the cheapest for both GTs: GT 0 keeps it (cost 0 < 1); GT 1 takes the cheapest free one
+    assert sorted(zip(rows.tolist(), cols.tolist())) == [(0, 0), (1, 1)]
+
+
+def test_dynamic_k_invariants_on_random_boxes():
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        xy = torch.rand(30, 2, generator=generator) * 80
+        preds = torch.cat([xy, xy + 5 + torch.rand(30, 2, generator=generator) * 30], dim=1)
+        gt = preds[torch.randperm(30, generator=generator)[:4]] + torch.rand(4, 4, generator=generator) * 4
+        cost = torch.rand(30, 4, generator=generator)
+        rows, cols = DynamicKMatcher().assign(cost, preds, gt)
+        assert len(set(rows.tolist())) == len(rows)             # a prediction matches at most one GT
+        assert set(cols.tolist()) == {0, 1, 2, 3}                # every GT is matched
+        ks = box_iou(preds, gt).topk(5, dim=0).values.sum(dim=0).int().clamp(min=1)
+        assert all((cols == j).sum() <= ks[j] for j in range(4))
+
+
+def test_dynamic_k_criterion_supervises_every_matched_prediction():
+    target = _target()
+    outputs = _outputs(target, perm=[0, 1])
+    outputs["pred_boxes"][0, 2] = target["boxes"][0]
+    outputs["pred_embeddings"][0, 2] = target["embeddings"][0]
+    outputs["pred_logits"][0, 2] = 4.0
+    matcher = DynamicKMatcher()
+    (rows, cols), = matcher(outputs, [target])
+    assert sorted(zip(rows.tolist(), cols.tolist())) == [(0, 0), (1, 1), (2, 0)]
+    losses = PSDiffCriterion(matcher, WEIGHTS)([outputs], [target])
+    assert losses["loss_reid"].item() == pytest.approx(0.0, abs=1e-5)
+    one_to_one = PSDiffCriterion(PSDiffMatcher(), WEIGHTS)([outputs], [target])
+    assert one_to_one["loss_cls"] > losses["loss_cls"]  # the duplicate is a negative for the Hungarian matcher
+

@@ -69,6 +69,13 @@ def add_psdiff_loss_config(cfg):
     _C.FOCAL_GAMMA = 2.0
     # Eq. 13 is the matching cost too, re-id term included; False matches on the box terms only.
     _C.MATCH_WITH_REID = True
+    # "hungarian" (paper: bipartite, one prediction per GT) or "dynamic_k" (DiffusionDet's released
+    # HungarianMatcherDynamicK, i.e. SimOTA: up to k = floor(sum of the top DYNAMIC_K_CANDIDATES IoUs)
+    # predictions per GT inside its box / centre prior of radius CENTER_RADIUS; every matched
+    # prediction takes the cls, box and re-id losses).
+    _C.MATCHER = "hungarian"
+    _C.DYNAMIC_K_CANDIDATES = 5
+    _C.CENTER_RADIUS = 2.5
 
 
 def add_psdiff_sampler_config(cfg):

@@ -2,15 +2,16 @@
 import torch
 from fvcore.nn import giou_loss, sigmoid_focal_loss
 
-from .matcher import PSDiffMatcher
+from .matcher import DynamicKMatcher, PSDiffMatcher
 
 
 class PSDiffCriterion:
     """L = λ_cls·L_focal + λ_L1·L_L1 + λ_giou·L_giou + λ_reid·L_reid, on Hungarian-matched pairs σ.
 
     L_reid = Σ_i ‖Norm(e0^i) − ê0^σ(i)‖₂ (eq. 14). Every term is summed over the matched pairs of
-    the batch and divided by the number of GT boxes (≥ 1), as DETR / DiffusionDet normalise;
-    unmatched predictions are negatives of the focal loss. L1 is on XYXY divided by the image size.
+    the batch (one per GT with the Hungarian matcher, several with dynamic-k) and divided by the
+    number of GT boxes (≥ 1), as DETR / DiffusionDet normalise; unmatched predictions are negatives
+    of the focal loss. L1 is on XYXY divided by the image size.
     """
 
     def __init__(self, matcher: PSDiffMatcher, weights, focal_alpha=0.25, focal_gamma=2.0):
@@ -22,9 +23,13 @@ class PSDiffCriterion:
     @classmethod
     def from_config(cls, cfg):
         p = cfg.PS.PSDIFF
-        matcher = PSDiffMatcher(
-            p.CLASS_WEIGHT, p.L1_WEIGHT, p.GIOU_WEIGHT, p.REID_WEIGHT if p.MATCH_WITH_REID else 0.0, p.FOCAL_ALPHA, p.FOCAL_GAMMA
-        )
+        args = (p.CLASS_WEIGHT, p.L1_WEIGHT, p.GIOU_WEIGHT, p.REID_WEIGHT if p.MATCH_WITH_REID else 0.0, p.FOCAL_ALPHA, p.FOCAL_GAMMA)
+        if p.MATCHER == "hungarian":
+            matcher = PSDiffMatcher(*args)
+        elif p.MATCHER == "dynamic_k":
+            matcher = DynamicKMatcher(*args, candidates=p.DYNAMIC_K_CANDIDATES, center_radius=p.CENTER_RADIUS)
+        else:
+            raise ValueError(f"cfg.PS.PSDIFF.MATCHER={p.MATCHER!r}: use 'hungarian' (paper) or 'dynamic_k' (DiffusionDet code)")
         weights = {"cls": p.CLASS_WEIGHT, "l1": p.L1_WEIGHT, "giou": p.GIOU_WEIGHT, "reid": p.REID_WEIGHT}
         return cls(matcher, weights, p.FOCAL_ALPHA, p.FOCAL_GAMMA)
 

@@ -1,7 +1,8 @@
-"""One-to-one set matching of predictions to ground truths with the eq. 13 cost (scipy Hungarian / JV)."""
+"""Matching of predictions to ground truths with the eq. 13 cost: one-to-one (scipy Hungarian / JV,
+the paper) or DiffusionDet's dynamic-k (SimOTA) assignment (its released code's variant)."""
 import torch
 from scipy.optimize import linear_sum_assignment
-from torchvision.ops import generalized_box_iou
+from torchvision.ops import box_iou, generalized_box_iou
 
 
 def hungarian_match(cost):
@@ -71,5 +72,60 @@ class PSDiffMatcher:
                 target["embeddings"],
                 target["whwh"],
             )
-            matches.append(hungarian_match(cost))
+            matches.append(self.assign(cost, outputs["pred_boxes"][i], target["boxes"]))
         return matches
+
+    def assign(self, cost, boxes, gt_boxes):
+        """One-to-one Hungarian assignment of cost [N, M] -> (pred_indices, target_indices)."""
+        return hungarian_match(cost)
+
+
+def center_prior(boxes, gt_boxes, radius=2.5):
+    """DiffusionDet's location prior: (in_box_and_center, in_box_or_center), bool [N, M].
+
+    A prediction's centre is "in box" inside the GT box, "in center" inside the GT-centred square
+    region radius × (w, h) wide on each side.
+    """
+    centers = (boxes[:, None, :2] + boxes[:, None, 2:]) / 2
+    in_box = ((centers > gt_boxes[None, :, :2]) & (centers < gt_boxes[None, :, 2:])).all(dim=-1)
+    gt_centers = (gt_boxes[:, :2] + gt_boxes[:, 2:]) / 2
+    half = radius * (gt_boxes[:, 2:] - gt_boxes[:, :2])
+    in_center = ((centers > (gt_centers - half)[None]) & (centers < (gt_centers + half)[None])).all(dim=-1)
+    return in_box & in_center, in_box | in_center
+
+
+class DynamicKMatcher(PSDiffMatcher):
+    """DiffusionDet's released matcher (SimOTA): the eq. 13 cost plus 100 outside the box-and-centre
+    prior and 10,000 outside both; each GT takes its k = max(1, ⌊Σ top-q IoUs⌋) cheapest predictions
+    (q = `candidates`); a prediction claimed by several GTs keeps the cheapest. Several predictions
+    may match one GT; every GT gets at least one (given at least as many predictions as GTs).
+    """
+
+    def __init__(self, *args, candidates=5, center_radius=2.5, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.candidates, self.center_radius = candidates, center_radius
+
+    @torch.no_grad()
+    def assign(self, cost, boxes, gt_boxes):
+        """cost [N, M], boxes [N, 4], gt_boxes [M, 4] (XYXY) -> (pred_indices, target_indices), one
+        entry per matched prediction, sorted by prediction index."""
+        both, either = center_prior(boxes, gt_boxes, self.center_radius)
+        cost = cost + 100.0 * (~both) + 10000.0 * (~either)
+        iou = box_iou(boxes, gt_boxes)
+        num_preds = cost.shape[0]
+        top_iou = iou.topk(min(self.candidates, num_preds), dim=0).values
+        ks = top_iou.sum(dim=0).int().clamp(min=1, max=num_preds)
+        matching = torch.zeros_like(cost, dtype=torch.bool)
+        for j, k in enumerate(ks.tolist()):
+            matching[cost[:, j].topk(k, largest=False).indices, j] = True
+        multiple = matching.sum(dim=1) > 1
+        if multiple.any():
+            cheapest = torch.where(matching[multiple], cost[multiple], torch.inf).argmin(dim=1)
+            matching[multiple] = False
+            matching[multiple.nonzero()[:, 0], cheapest] = True
+        for j in (~matching.any(dim=0)).nonzero()[:, 0].tolist():
+            free = cost[:, j].masked_fill(matching.any(dim=1), torch.inf)
+            if torch.isfinite(free).any():  # fewer predictions than GTs leave the rest unmatched
+                matching[free.argmin(), j] = True
+        pred_idx, gt_idx = matching.nonzero(as_tuple=True)
+        return pred_idx, gt_idx
