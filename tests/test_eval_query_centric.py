@@ -74,3 +74,34 @@ def test_generic_galleries_run_every_image_and_a_blind_detector_scores_zero():
     assert len(model.calls) == 12
     assert metrics["evtest_query_generic/mAP"] == 0.0 and metrics["evtest_query_generic/top10"] == 0.0
     assert np.isfinite(metrics["evtest_query_generic/gt_mAP"]) and metrics["evtest_query_generic/gt_mAP"] > 0.5
+
+
+
+def _rank_parts(evaluator):
+    return evaluator._gallery, evaluator._gt_embeddings, evaluator._query_embeddings, evaluator._conditioned
+
+
+def test_per_query_detections_from_several_ranks_are_merged(monkeypatch):
+    """Two ranks each search half of the gallery for every query: the merged evaluation equals one rank's."""
+    from ps_plugin.evaluation import evaluator as evaluator_module
+
+    register_world()
+    names = ["evtest_query_generic"]
+    dicts = build_person_search_test_dicts("evtest_gallery", names)
+    single = PersonSearchEvaluator("evtest_gallery", names, distributed=False)
+    expected = query_centric_inference(OracleConditionedDetector(), _loader(dicts), single)["person_search"]
+
+    queries = [d for d in dicts if "query_keys" in d]
+    gallery = [d for d in dicts if "query_keys" not in d]
+    ranks = []
+    for part in (gallery[::2], gallery[1::2]):
+        rank = PersonSearchEvaluator("evtest_gallery", names, distributed=True)
+        monkeypatch.setattr(rank, "evaluate", lambda: None)  # collect only; the merge is evaluated below
+        query_centric_inference(OracleConditionedDetector(), _loader(queries + part), rank)
+        assert all(len(per_image) == 6 for per_image in rank._conditioned.values())
+        ranks.append(rank)
+    monkeypatch.setattr(evaluator_module.comm, "synchronize", lambda: None)
+    monkeypatch.setattr(evaluator_module.comm, "is_main_process", lambda: True)
+    monkeypatch.setattr(evaluator_module.comm, "gather", lambda parts, dst=0: [_rank_parts(r) for r in ranks])
+    merged = PersonSearchEvaluator.evaluate(ranks[0])["person_search"]
+    assert merged == pytest.approx(expected)
