@@ -1,11 +1,19 @@
-"""PSDiff diffusion maths: cosine schedule, dual noise generator (eq. 10), DDIM update and time pairs."""
+"""PSDiff diffusion maths: cosine schedule, dual noise generator (eq. 10), DDIM and DPM-Solver++ updates,
+time pairs and box renewal."""
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from ps_plugin.modeling.psdiff import DiffusionSchedule, cosine_alphas_cumprod, ddim_step, sampling_timesteps
+from ps_plugin.modeling.psdiff import (
+    DiffusionSchedule,
+    cosine_alphas_cumprod,
+    ddim_step,
+    dpm_solver_pp_step,
+    sampling_timesteps,
+)
+from ps_plugin.modeling.psdiff.sampler import renew_rows
 from ps_plugin.modeling.psdiff.noise_generator import DualNoiseGenerator, fill_to_num_proposals
 
 
@@ -95,6 +103,70 @@ def test_ddim_step_noise_scale_is_eta_sigma():
     diff = ddim_step(x_t, x0, abar_t, abar_next, eta, z) - ddim_step(x_t, x0, abar_t, abar_next, eta, torch.zeros(3, 4))
     sigma = math.sqrt((1 - abar_t / abar_next) * (1 - abar_next) / (1 - abar_t))
     assert torch.allclose(diff, sigma * z, atol=1e-6)
+
+
+def test_dpm_solver_pp_first_order_is_ddim_with_eta_zero():
+    torch.manual_seed(0)
+    x_t, x0 = torch.randn(5, 4), torch.randn(5, 4)
+    expected = ddim_step(x_t, x0, 0.3, 0.8, eta=0.0, noise=torch.randn(5, 4))
+    assert torch.allclose(dpm_solver_pp_step(x_t, x0, 0.3, 0.8), expected, atol=1e-6)
+
+
+def _gaussian_data_chain(update, num_steps, variance=0.25):
+    """Solve the probability-flow ODE of 1-D data x0 ~ N(0, variance) from x_T = 1 along DiffusionDet's
+    time pairs with the exact x0 predictor E[x0 | x_t] = √ᾱ·v·x_t / (ᾱ·v + 1 − ᾱ); returns (x, exact x)
+    at the last t_next >= 0. The exact solution is x_t ∝ √(ᾱ_t·v + 1 − ᾱ_t)."""
+    schedule = DiffusionSchedule(1000)
+
+    def abar(t):
+        return float(schedule.alpha_bar(t))
+
+    pairs = [(t, t_next) for t, t_next in sampling_timesteps(1000, num_steps) if t_next >= 0]
+    x, history = torch.ones(1), None
+    for t, t_next in pairs:
+        x0 = math.sqrt(abar(t)) * variance * x / (abar(t) * variance + 1 - abar(t))
+        x = update(x, x0, abar(t), abar(t_next), history)
+        history = (x0, abar(t))
+    first, last = pairs[0][0], pairs[-1][1]
+    exact = math.sqrt((abar(last) * variance + 1 - abar(last)) / (abar(first) * variance + 1 - abar(first)))
+    return x.item(), exact
+
+
+def test_dpm_solver_pp_second_order_beats_ddim_on_gaussian_data():
+    def ddim(x, x0, a, a_next, history):
+        return ddim_step(x, x0, a, a_next, 0.0, torch.zeros(1))
+
+    def second_order(x, x0, a, a_next, history):
+        if history is None:
+            return dpm_solver_pp_step(x, x0, a, a_next)
+        return dpm_solver_pp_step(x, x0, a, a_next, history[0], history[1])
+
+    # error of DPM-Solver++(2M) / error of DDIM: < 1 at 4 steps (0.61 measured), < 0.2 at 8 (0.07 measured).
+    for steps, max_ratio in ((4, 1.0), (8, 0.2)):
+        x_ddim, exact = _gaussian_data_chain(ddim, steps)
+        x_dpm, _ = _gaussian_data_chain(second_order, steps)
+        assert abs(x_dpm - exact) < max_ratio * abs(x_ddim - exact), (steps, x_dpm, x_ddim, exact)
+
+
+def test_dpm_solver_pp_rows_without_history_stay_first_order():
+    torch.manual_seed(0)
+    x_t, x0, x0_prev = torch.randn(4, 3), torch.randn(4, 3), torch.randn(4, 3)
+    has_prev = torch.tensor([True, False, True, False]).unsqueeze(-1)
+    out = dpm_solver_pp_step(x_t, x0, 0.3, 0.8, x0_prev, 0.1, has_prev)
+    first = dpm_solver_pp_step(x_t, x0, 0.3, 0.8)
+    second = dpm_solver_pp_step(x_t, x0, 0.3, 0.8, x0_prev, 0.1)
+    assert torch.allclose(out[~has_prev[:, 0]], first[~has_prev[:, 0]])
+    assert torch.allclose(out[has_prev[:, 0]], second[has_prev[:, 0]])
+    assert not torch.allclose(first, second)
+
+
+def test_renew_rows_keeps_rows_in_order_then_fills():
+    tensor = torch.arange(12.0).view(2, 3, 2)
+    keep = torch.tensor([[False, True, True], [True, False, False]])
+    out = renew_rows(tensor, keep, fill_value=-1.0)
+    assert torch.equal(out[0], torch.tensor([[2.0, 3.0], [4.0, 5.0], [-1.0, -1.0]]))
+    assert torch.equal(out[1], torch.tensor([[6.0, 7.0], [-1.0, -1.0], [-1.0, -1.0]]))
+    assert renew_rows(tensor, keep, generator=torch.Generator().manual_seed(0)).shape == (2, 3, 2)
 
 
 def test_sampling_timesteps_follow_diffusiondet():

@@ -10,7 +10,7 @@ from detectron2.utils.events import EventStorage
 from torch import nn
 
 from ps_plugin.config import get_ps_cfg
-from ps_plugin.modeling.psdiff import DDIMSampler, PSDiff, add_psdiff_config
+from ps_plugin.modeling.psdiff import DDIMSampler, DPMSolverPlusPlusSampler, PSDiff, add_psdiff_config
 from ps_plugin.modeling.psdiff.teacher import PSDiffTeacher, channels_differ
 
 D = 16
@@ -198,6 +198,27 @@ def test_sampler_can_be_swapped_for_elastic_steps():
     del x["instances"]
     model([x])
     assert len(calls) == 2
+
+
+@pytest.mark.parametrize("steps", [1, 4])
+def test_dpm_solver_pp_sampler_gives_valid_instances_with_box_renewal(steps):
+    model = tiny_psdiff(SAMPLER="dpm_solver++", SAMPLE_STEPS=steps, RENEWAL_THRESH=0.01).eval()
+    assert isinstance(model.sampler, DPMSolverPlusPlusSampler)
+    calls = _count_denoiser_calls(model)
+    x = scene()
+    del x["instances"]
+    x["gt_boxes_for_reid"] = torch.tensor([[10.0, 10.0, 30.0, 50.0]])
+    out = model([x])[0]
+    assert len(calls) == 2 * steps  # the gallery chain, then the given-box chain
+    instances = out["instances"]
+    assert len(instances) > 0 and torch.isfinite(instances.pred_boxes.tensor).all()
+    assert torch.allclose(instances.pred_embeddings.norm(dim=1), torch.ones(len(instances)), atol=1e-5)
+    assert torch.isfinite(out["gt_embeddings"]).all()
+
+
+def test_unknown_sampler_is_a_clear_error():
+    with pytest.raises(ValueError, match="SAMPLER"):
+        tiny_psdiff(SAMPLER="euler")
 
 
 @pytest.mark.parametrize("name", CONFIGS)

@@ -81,7 +81,8 @@ def add_psdiff_loss_config(cfg):
 def add_psdiff_sampler_config(cfg):
     """Inference by iterative refinement (Algorithm 2)."""
     _C = cfg.PS.PSDIFF
-    # "ddim" only (DPM-Solver is not implemented). Steps: 1, 2, 4 or 8 (paper default 8).
+    # Table V: "ddim" (paper default) or "dpm_solver++" (Lu et al. 2022b, multistep 2nd order, deterministic:
+    # DDIM_ETA does not apply). Steps: 1, 2, 4 or 8 (paper default 8).
     _C.SAMPLER = "ddim"
     _C.SAMPLE_STEPS = 8
     # DDIM eta; the paper gives none, DiffusionDet's code uses 1.0; 0.0 is deterministic DDIM.
