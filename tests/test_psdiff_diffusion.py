@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from ps_plugin.modeling.psdiff import (
     DiffusionSchedule,
+    DPMSolverPlusPlusSampler,
     cosine_alphas_cumprod,
     ddim_step,
     dpm_solver_pp_step,
@@ -167,6 +168,17 @@ def test_renew_rows_keeps_rows_in_order_then_fills():
     assert torch.equal(out[0], torch.tensor([[2.0, 3.0], [4.0, 5.0], [-1.0, -1.0]]))
     assert torch.equal(out[1], torch.tensor([[6.0, 7.0], [-1.0, -1.0], [-1.0, -1.0]]))
     assert renew_rows(tensor, keep, generator=torch.Generator().manual_seed(0)).shape == (2, 3, 2)
+
+
+def test_dpm_solver_pp_sampler_reorders_its_history_on_box_renewal():
+    sampler = DPMSolverPlusPlusSampler(DiffusionSchedule(1000), num_steps=4, renewal_thresh=0.5)
+    x0 = torch.arange(6.0).view(1, 3, 2)
+    sampler._update("boxes", torch.zeros(1, 3, 2), x0, 999, 749, None)
+    logits = torch.tensor([[[-5.0], [5.0], [5.0]]])  # box 0 is renewed, boxes 1 and 2 are kept
+    (signal,) = sampler._renew([torch.ones(1, 3, 2)], logits, torch.Generator().manual_seed(0))
+    x0_prev, t_prev, has_prev = sampler._previous["boxes"]
+    assert torch.equal(signal[0, :2], torch.ones(2, 2)) and t_prev == 999
+    assert torch.equal(x0_prev[0, :2], x0[0, 1:]) and has_prev[0, :, 0].tolist() == [True, True, False]
 
 
 def test_sampling_timesteps_follow_diffusiondet():
