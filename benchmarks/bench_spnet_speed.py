@@ -62,6 +62,12 @@ def parse_size(text):
     return tuple(parts)
 
 
+def size_label(size):
+    """(512, 512) -> "512"; (844, 1500) -> "844x1500"."""
+    height, width = size
+    return str(height) if height == width else f"{height}x{width}"
+
+
 def forward_context(device, amp):
     """torch.autocast for --amp (float16 on CUDA, bfloat16 on CPU), else a no-op context."""
     if not amp:
@@ -114,7 +120,8 @@ def main():
             model = model.to(memory_format=torch.channels_last)
         for size in args.sizes:
             seconds, detections = time_per_image(model, size, args.images, args.device, args.amp)
-            row = [name, f"configs/{MODELS[name]}", "x".join(map(str, size)) if size[0] != size[1] else size[0], f"{seconds:.2f}", f"{1 / seconds:.2f}", f"{detections:.0f}"]
+            row = [name, f"configs/{MODELS[name]}", size_label(size), f"{seconds:.2f}", f"{1 / seconds:.2f}",
+                   f"{detections:.0f}"]
             print("| " + " | ".join(map(str, row)) + " |", flush=True)
         del model
 

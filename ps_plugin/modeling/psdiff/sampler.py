@@ -185,16 +185,12 @@ class DPMSolverPlusPlusSampler(DDIMSampler):
         self._previous = {}
 
     def _update(self, stream, x_t, x0, t, t_next, generator):
-        previous = self._previous.get(stream)
-        if previous is None:
-            x_next = dpm_solver_pp_step(x_t, x0, self._alpha_bar(t), self._alpha_bar(t_next))
-        else:
-            x0_prev, t_prev, has_prev = previous
-            x_next = dpm_solver_pp_step(
-                x_t, x0, self._alpha_bar(t), self._alpha_bar(t_next), x0_prev, self._alpha_bar(t_prev), has_prev
-            )
+        x0_prev, t_prev, has_prev = self._previous.get(stream, (None, None, None))
+        alpha_bar_prev = None if t_prev is None else self._alpha_bar(t_prev)
         self._previous[stream] = (x0, t, torch.ones_like(x0[..., :1], dtype=torch.bool))
-        return x_next
+        return dpm_solver_pp_step(
+            x_t, x0, self._alpha_bar(t), self._alpha_bar(t_next), x0_prev, alpha_bar_prev, has_prev
+        )
 
     def _on_renewal(self, keep):
         """Reorder the previous predictions like the signals; renewed boxes lose theirs."""
