@@ -80,6 +80,36 @@ def test_reid_loss_is_weighted_sum_of_l2_distances_over_gt():
     assert losses["loss_reid"].item() == pytest.approx(5.0 * 0.5)
 
 
+def test_normalized_reid_loss_is_the_chord_between_unit_vectors_and_ignores_the_norm():
+    target = _target()
+    outputs = _outputs(target, perm=[0, 1], num=2)
+    # Prediction 0 points 60° away from e0^0 (cos 0.5); prediction 1 is e0^1 scaled by 7.
+    outputs["pred_embeddings"] = torch.tensor([[[0.5, 3**0.5 / 2, 0.0, 0.0], [0.0, 7.0, 0.0, 0.0]]])
+    criterion = PSDiffCriterion(PSDiffMatcher(reid_weight=0.0), WEIGHTS, reid_loss="normalized_l2")
+    # √(2 − 2·0.5) = 1 and 0; mean over 2 GTs, × λ_reid = 5.
+    assert criterion([outputs], [target])["loss_reid"].item() == pytest.approx(5.0 * 0.5)
+    paper = PSDiffCriterion(PSDiffMatcher(reid_weight=0.0), WEIGHTS)([outputs], [target])["loss_reid"]
+    assert paper.item() == pytest.approx(5.0 * (1.0 + 6.0) / 2)
+
+
+def test_normalized_reid_loss_matches_on_the_direction_of_the_embedding():
+    target = _target()
+    outputs = _outputs(target, perm=[0, 1], num=2)
+    outputs["pred_boxes"][0, 1] = target["boxes"][0]  # both predictions on GT 0's box
+    # Row 0 has GT 0's direction at norm 3 (raw distance 2); row 1 is 1.2 away in both metrics.
+    outputs["pred_embeddings"] = torch.tensor([[[3.0, 0.0, 0.0, 0.0], [0.28, 0.96, 0.0, 0.0]]])
+    target = dict(target, boxes=target["boxes"][:1], embeddings=target["embeddings"][:1])
+    (rows, _), = PSDiffCriterion(PSDiffMatcher(), WEIGHTS).matcher(outputs, [target])
+    assert rows.tolist() == [1]
+    criterion = PSDiffCriterion(PSDiffMatcher(), WEIGHTS, reid_loss="normalized_l2")
+    assert criterion([outputs], [target])["loss_reid"].item() == pytest.approx(0.0, abs=1e-5)
+
+
+def test_unknown_reid_loss_is_rejected():
+    with pytest.raises(ValueError, match="REID_LOSS"):
+        PSDiffCriterion(PSDiffMatcher(), WEIGHTS, reid_loss="cosine")
+
+
 def test_deep_supervision_names_earlier_stages_and_handles_empty_images():
     target = _target()
     empty = {"boxes": torch.zeros(0, 4), "embeddings": torch.zeros(0, 4), "whwh": target["whwh"]}

@@ -90,8 +90,12 @@ class CollaborativeDenoisingLayer(nn.Module):
         Returns:
             dict of "pred_logits" [B, N, 1], "pred_boxes" [B, N, 4] (XYXY), "pred_embeddings" [B, N, D].
         """
-        num_images, num_boxes = boxes.shape[:2]
         rois = self.pooler(features, [Boxes(b) for b in boxes])
+        return self.denoise_rois(rois, boxes, reid_features, time_embedding)
+
+    def denoise_rois(self, rois, boxes, reid_features, time_embedding):
+        """Steps 2-4 on pooled features: rois [B·N, C, S, S] (image-major), the rest as in forward."""
+        num_images, num_boxes = boxes.shape[:2]
         det_features = rois.flatten(2).transpose(1, 2)
         reid = self.reid_input(reid_features.reshape(num_images * num_boxes, -1))
         fused = self.interaction(det_features, reid, num_images)

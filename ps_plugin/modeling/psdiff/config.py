@@ -65,6 +65,10 @@ def add_psdiff_loss_config(cfg):
     _C.L1_WEIGHT = 5.0
     _C.GIOU_WEIGHT = 2.0
     _C.REID_WEIGHT = 5.0
+    # Distance of L_reid (eq. 14) and of its matching cost: "l2" (paper: ‖Norm(e0) − ê0‖₂ on the raw ê0)
+    # or "normalized_l2" (‖Norm(e0) − Norm(ê0)‖₂ = √(2 − 2·cos), the distance search uses; ê0's norm is
+    # then free for the cascaded detection head). docs/PSDIFF.md §4 has the measurements behind it.
+    _C.REID_LOSS = "l2"
     _C.FOCAL_ALPHA = 0.25
     _C.FOCAL_GAMMA = 2.0
     # Eq. 13 is the matching cost too, re-id term included; False matches on the box terms only.

@@ -1,8 +1,11 @@
 """Set-prediction loss of PSDiff (eq. 13-14), with deep supervision over the CDL stages."""
 import torch
+import torch.nn.functional as F
 from fvcore.nn import giou_loss, sigmoid_focal_loss
 
 from .matcher import DynamicKMatcher, PSDiffMatcher
+
+_REID_LOSSES = ("l2", "normalized_l2")
 
 
 class PSDiffCriterion:
@@ -11,14 +14,18 @@ class PSDiffCriterion:
     L_reid = Σ_i ‖Norm(e0^i) − ê0^σ(i)‖₂ (eq. 14). Every term is summed over the matched pairs of
     the batch (one per GT with the Hungarian matcher, several with dynamic-k) and divided by the
     number of GT boxes (≥ 1), as DETR / DiffusionDet normalise; unmatched predictions are negatives
-    of the focal loss. L1 is on XYXY divided by the image size.
+    of the focal loss. L1 is on XYXY divided by the image size. With reid_loss "normalized_l2", ê0 is
+    L2-normalised before matching and L_reid.
     """
 
-    def __init__(self, matcher: PSDiffMatcher, weights, focal_alpha=0.25, focal_gamma=2.0):
-        """weights: {"cls": λ_cls, "l1": λ_L1, "giou": λ_giou, "reid": λ_reid}."""
+    def __init__(self, matcher: PSDiffMatcher, weights, focal_alpha=0.25, focal_gamma=2.0, reid_loss="l2"):
+        """weights: {"cls": λ_cls, "l1": λ_L1, "giou": λ_giou, "reid": λ_reid}; reid_loss: "l2" or "normalized_l2"."""
+        if reid_loss not in _REID_LOSSES:
+            raise ValueError(f"cfg.PS.PSDIFF.REID_LOSS={reid_loss!r}: use one of {_REID_LOSSES}")
         self.matcher = matcher
         self.weights = dict(weights)
         self.focal_alpha, self.focal_gamma = focal_alpha, focal_gamma
+        self.normalize_embeddings = reid_loss == "normalized_l2"
 
     @classmethod
     def from_config(cls, cfg):
@@ -31,10 +38,12 @@ class PSDiffCriterion:
         else:
             raise ValueError(f"cfg.PS.PSDIFF.MATCHER={p.MATCHER!r}: use 'hungarian' (paper) or 'dynamic_k' (DiffusionDet code)")
         weights = {"cls": p.CLASS_WEIGHT, "l1": p.L1_WEIGHT, "giou": p.GIOU_WEIGHT, "reid": p.REID_WEIGHT}
-        return cls(matcher, weights, p.FOCAL_ALPHA, p.FOCAL_GAMMA)
+        return cls(matcher, weights, p.FOCAL_ALPHA, p.FOCAL_GAMMA, p.REID_LOSS)
 
     def stage_losses(self, outputs, targets):
         """Unweighted {"cls", "l1", "giou", "reid"} of one stage; outputs are [B, N, k], targets per image."""
+        if self.normalize_embeddings:
+            outputs = dict(outputs, pred_embeddings=F.normalize(outputs["pred_embeddings"], dim=-1))
         matches = self.matcher(outputs, targets)
         num_gt = max(sum(len(t["boxes"]) for t in targets), 1)
         cls_targets = torch.zeros_like(outputs["pred_logits"])
