@@ -3,8 +3,9 @@
 
     python benchmarks/psdiff_reid_probe.py [--iters 400] [--eval-period 100] [--heads cdl mlp] [KEY VALUE ...]
 
-The config (default configs/psdiff_tiny_synthps.yaml, plus KEY VALUE overrides) gives the backbone
-(kept at its initial weights: ImageNet MobileNetV2 + an untrained FPN), the CDL and the loss. Once,
+The config (default configs/psdiff_tiny_synthps.yaml, plus KEY VALUE overrides) gives the backbone,
+the CDL and the loss. The backbone is fixed: at its initial weights (ImageNet MobileNetV2 + an
+untrained FPN), or those of a trained PSDiff checkpoint given as MODEL.WEIGHTS. Once,
 the script caches the RoIAlign features of every GT box of the SynthPS training images (one pass
 of the training mapper) and of the first --test-images gallery images, with the teacher's e0.
 Then it trains only an embedding path on them with PS.PSDIFF.REID_LOSS, batches of 4 images:
@@ -26,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import DatasetCatalog
 from torch import nn
 
@@ -163,6 +165,8 @@ def main():
     cfg.merge_from_list(args.opts)
     torch.manual_seed(args.seed)
     model = PersonSearchTrainer.build_model(cfg).eval()
+    if cfg.MODEL.WEIGHTS:
+        DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
     train = cache_rois(model, cfg.DATASETS.TRAIN[0], True, cfg)
     test = cache_rois(model, "synthps_gallery", False, cfg, args.test_images)
     teacher = gt_retrieval(torch.cat([e0 for *_, e0, _ in test]), torch.cat([pids for *_, pids in test]))

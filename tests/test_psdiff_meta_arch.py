@@ -15,7 +15,7 @@ from ps_plugin.modeling.psdiff.teacher import PSDiffTeacher, channels_differ
 
 D = 16
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
-CONFIGS = ["psdiff_r50.yaml", "psdiff_swin_b.yaml", "psdiff_tiny_synthps.yaml"]
+CONFIGS = ["psdiff_r50.yaml", "psdiff_swin_b.yaml", "psdiff_tiny_synthps.yaml", "psdiff_tiny_ddet_synthps.yaml"]
 
 
 class ColorTeacher(nn.Module):
@@ -230,16 +230,17 @@ def test_psdiff_configs_merge_with_paper_values(name):
     p = cfg.PS.PSDIFF
     assert (p.BOX_SCALE, p.EMBED_SCALE, p.TIMESTEPS) == (2.0, 3.0, 1000)
     assert (p.CLASS_WEIGHT, p.L1_WEIGHT, p.GIOU_WEIGHT, p.REID_WEIGHT) == (2.0, 5.0, 2.0, 5.0)
-    if name != "psdiff_tiny_synthps.yaml":
+    if "tiny" not in name:
         assert (cfg.SOLVER.BASE_LR, cfg.SOLVER.WEIGHT_DECAY, cfg.SOLVER.MAX_ITER) == (2.5e-5, 1e-4, 90000)
         assert tuple(cfg.SOLVER.STEPS) == (70000, 84000) and cfg.INPUT.MAX_SIZE_TRAIN == 1333
         assert p.NUM_PROPOSALS_TRAIN == p.NUM_PROPOSALS_TEST == 300 and p.SAMPLE_STEPS == 8
 
 
-def test_tiny_synthps_config_builds_a_model():
+@pytest.mark.parametrize("name", ["psdiff_tiny_synthps.yaml", "psdiff_tiny_ddet_synthps.yaml"])
+def test_tiny_synthps_configs_build_a_model(name):
     cfg = get_ps_cfg()
     add_psdiff_config(cfg)
-    cfg.merge_from_file(str(CONFIG_DIR / "psdiff_tiny_synthps.yaml"))
+    cfg.merge_from_file(str(CONFIG_DIR / name))
     assert isinstance(build_model(cfg), PSDiff)
 
 

@@ -1,5 +1,6 @@
 """PSDiff learns on SynthPS with the quickstart teacher (issue 6): the loss goes down and the search mAP
-rises above the untrained model's. Needs datasets/synthps and output/quickstart/model_final.pth (make demo)."""
+rises above the untrained model's. Needs datasets/synthps and output/quickstart/model_final.pth (make demo).
+Runs configs/psdiff_tiny_ddet_synthps.yaml for half its schedule: about 10 min on a 2-core CPU."""
 import json
 from pathlib import Path
 
@@ -11,11 +12,12 @@ from ps_plugin.config import get_ps_cfg
 from ps_plugin.engine import PersonSearchTrainer
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG = ROOT / "configs" / "psdiff_tiny_synthps.yaml"
+CONFIG = ROOT / "configs" / "psdiff_tiny_ddet_synthps.yaml"
+ITERATIONS = 300
 
 
 def synthps_cfg(output_dir):
-    """configs/psdiff_tiny_synthps.yaml with repository-absolute paths and 1-step evaluation."""
+    """configs/psdiff_tiny_ddet_synthps.yaml for ITERATIONS, with repository-absolute paths and 1-step evaluation."""
     for path in (ROOT / "datasets" / "synthps" / "train.json", ROOT / "output" / "quickstart" / "model_final.pth"):
         if not path.is_file():
             pytest.skip(f"{path} is missing: run `make demo` (tools/quickstart.py) first")
@@ -25,6 +27,7 @@ def synthps_cfg(output_dir):
     cfg.PS.PSDIFF.TEACHER.WEIGHTS = str(ROOT / cfg.PS.PSDIFF.TEACHER.WEIGHTS)
     cfg.PS.BACKBONE.WEIGHTS = str(ROOT / cfg.PS.BACKBONE.WEIGHTS)
     cfg.PS.PSDIFF.SAMPLE_STEPS = 1
+    cfg.SOLVER.MAX_ITER = ITERATIONS
     cfg.DATALOADER.NUM_WORKERS = 0
     cfg.SEED = 0
     cfg.OUTPUT_DIR = str(output_dir)
@@ -37,15 +40,13 @@ def search_map(cfg, model):
     return metrics["synthps_query/mAP"]
 
 
-def logged_losses(output_dir):
+def logged_losses(output_dir, name):
     with open(Path(output_dir) / "metrics.json") as f:
         records = [json.loads(line) for line in f]
-    return [r["total_loss"] for r in records if "total_loss" in r]
+    return [r[name] for r in records if name in r]
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="open (issue 6): in 120-600 CPU iterations (every matcher, prediction order and head count tried) the tiny "
-                   "PSDiff lowers its loss but its search mAP stays at or below 2 % (docs/BENCHMARKS.md)", strict=False)
 def test_psdiff_learns_on_synthps_with_the_quickstart_teacher(tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)  # the dataset registry resolves datasets/ from the working directory
     cfg = synthps_cfg(tmp_path)
@@ -54,8 +55,11 @@ def test_psdiff_learns_on_synthps_with_the_quickstart_teacher(tmp_path, monkeypa
     trainer = PersonSearchTrainer(cfg)
     trainer.resume_or_load(resume=False)
     trainer.train()
-    losses = logged_losses(tmp_path)
-    assert len(losses) >= 3 and losses[-1] < 0.7 * losses[0], losses
+    # Dynamic-k matches more predictions per GT as the boxes improve and every match adds to the summed
+    # losses, so the total can rise while each term per match falls: check the last stage's box terms.
+    for name in ("loss_cls", "loss_giou", "loss_l1"):
+        losses = logged_losses(tmp_path, name)
+        assert len(losses) >= 3 and losses[-1] < 0.7 * losses[0], (name, losses)
     cfg.DATASETS.TEST = ("synthps_query",)
     model = PersonSearchTrainer.build_model(cfg)
     DetectionCheckpointer(model).load(str(tmp_path / "model_final.pth"))
