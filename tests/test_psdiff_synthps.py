@@ -36,7 +36,7 @@ def synthps_cfg(output_dir):
 
 def search_map(cfg, model):
     torch.manual_seed(0)
-    metrics = PersonSearchTrainer.test(cfg, model.eval())["synthps_gallery"]
+    metrics = PersonSearchTrainer.test(cfg, model.eval())["synthps_gallery"]["person_search"]
     return metrics["synthps_query/mAP"]
 
 
