@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """How fast does PSDiff's embedding path learn appearance? A distillation probe on fixed RoI features.
 
-    python benchmarks/psdiff_reid_probe.py [--iters 400] [--eval-period 100] [--heads cdl mlp] [KEY VALUE ...]
+    python benchmarks/psdiff_reid_probe.py [--iters 400] [--eval-period 100] [--heads cdl,mlp] [KEY VALUE ...]
 
 The config (default configs/psdiff_tiny_synthps.yaml, plus KEY VALUE overrides) gives the backbone,
 the CDL and the loss. The backbone is fixed: at its initial weights (ImageNet MobileNetV2 + an
@@ -79,11 +79,12 @@ class CDLEmbedding(nn.Module):
         self.time_embedding = model.denoiser.time_embedding
         self.stage = model.denoiser.stages[0]
         self.schedule, self.embed_scale = model.schedule, model.noise_generator.embed_scale
+        self.embed_dim = model.embed_dim
 
     def forward(self, rois, boxes, e0=None, t=None):
         """e0 given: F_r from eq. 10 at t; else F_r from pure noise (t = T-1 unless given)."""
         t = self.schedule.num_timesteps - 1 if t is None else t
-        noise = torch.randn(len(boxes), self.stage_embed_dim, device=rois.device)
+        noise = torch.randn(len(boxes), self.embed_dim, device=rois.device)
         signal = noise
         if e0 is not None:
             alpha_bar = self.schedule.alpha_bar(t)
@@ -91,10 +92,6 @@ class CDLEmbedding(nn.Module):
         time_embedding = self.time_embedding(torch.tensor([t], device=rois.device))
         reid = signal_to_embeddings(signal, self.embed_scale)[None]
         return self.stage.denoise_rois(rois, boxes[None], reid, time_embedding)["pred_embeddings"][0]
-
-    @property
-    def stage_embed_dim(self):
-        return self.stage.predictor.embedding_head.output.out_features
 
 
 class MLPEmbedding(nn.Module):
@@ -153,13 +150,16 @@ def evaluate_head(head, test):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config-file", default=str(ROOT / "configs" / "psdiff_tiny_synthps.yaml"))
-    parser.add_argument("--heads", nargs="+", choices=("cdl", "mlp"), default=["cdl", "mlp"])
+    parser.add_argument("--heads", default="cdl,mlp", help="comma-separated: cdl, mlp or both")
     parser.add_argument("--iters", type=int, default=400)
     parser.add_argument("--eval-period", type=int, default=100)
     parser.add_argument("--test-images", type=int, default=80)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config KEY VALUE overrides")
     args = parser.parse_args()
+    names = args.heads.split(",")
+    if not set(names) <= {"cdl", "mlp"}:
+        raise SystemExit(f"--heads {args.heads}: use cdl, mlp or cdl,mlp")
     cfg = get_ps_cfg()
     cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts)
@@ -175,7 +175,7 @@ def main():
         "cdl": lambda: CDLEmbedding(PersonSearchTrainer.build_model(cfg)),
         "mlp": lambda: MLPEmbedding(p.HIDDEN_DIM, p.POOLER_RESOLUTION, p.HIDDEN_DIM, p.EMBED_DIM),
     }
-    curves = {name: train_head(name, heads[name](), train, test, cfg, args) for name in args.heads}
+    curves = {name: train_head(name, heads[name](), train, test, cfg, args) for name in names}
     print(f"\n{len(train)} training / {len(test)} test images; REID_LOSS {p.REID_LOSS}; overrides {' '.join(args.opts) or '-'}")
     print("| head | iteration | GT mAP (%) | top-1 (%) | s |\n|---|---:|---:|---:|---:|")
     print(f"| teacher | – | {100 * teacher['mAP']:.1f} | {100 * teacher['top1']:.1f} | – |")

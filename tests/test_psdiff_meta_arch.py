@@ -241,7 +241,9 @@ def test_tiny_synthps_configs_build_a_model(name):
     cfg = get_ps_cfg()
     add_psdiff_config(cfg)
     cfg.merge_from_file(str(CONFIG_DIR / name))
-    assert isinstance(build_model(cfg), PSDiff)
+    model = build_model(cfg)
+    assert isinstance(model, PSDiff)
+    assert model.criterion.normalize_embeddings == (name == "psdiff_tiny_ddet_synthps.yaml")
 
 
 @pytest.mark.slow
