@@ -23,6 +23,17 @@ def test_momentum_update_is_sequential_and_renormalised():
     assert torch.equal(bank.features[1:], torch.tensor([[0.0, 1.0], [0.6, 0.8]]))
 
 
+@pytest.mark.parametrize("momentum,expected", [(0.9, (0.993884, 0.110432)), (0.2, (0.242536, 0.970143))])
+def test_momentum_weighs_the_old_entry_by_m(momentum, expected):
+    """m != 0.5 so that swapping m and 1 - m changes the result: v = normalize(m * (1, 0) + (1 - m) * (0, 1))."""
+    # m = 0.9: (0.9, 0.1) / sqrt(0.82) = (0.993884, 0.110432); m = 0.2: (0.2, 0.8) / sqrt(0.68) = (0.242536, 0.970143)
+    bank = MemoryBank(num_entries=2, dim=2, momentum=momentum)
+    bank.features.copy_(torch.tensor([[1.0, 0.0], [0.6, 0.8]]))
+    bank.update(torch.tensor([[0.0, 1.0]]), torch.tensor([0]))
+    assert torch.allclose(bank.features[0], torch.tensor(expected), atol=1e-6)
+    assert torch.equal(bank.features[1], torch.tensor([0.6, 0.8]))
+
+
 def test_empty_row_takes_the_feature_direction():
     bank = MemoryBank(num_entries=2, dim=2, momentum=0.5)
     bank.update(torch.tensor([[3.0, 4.0]]), torch.tensor([1]))

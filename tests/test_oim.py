@@ -38,6 +38,16 @@ def test_oim_loss_value_gradient_and_updates_match_hand_computation():
     assert int(oim.queue.pointer) == 1
 
 
+def test_oim_lookup_table_update_uses_the_given_momentum():
+    """Momentum 0.9 (not 0.5, where m and 1 - m coincide) reaches the LUT update of OIMLoss."""
+    oim = OIMLoss(num_pids=2, queue_size=2, dim=2, momentum=0.9, scalar=30.0)
+    oim.lut.features.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0]]))
+    oim(torch.tensor([[0.6, 0.8]]), torch.tensor([0]))
+    # normalize(0.9 * (1, 0) + 0.1 * (0.6, 0.8)) = (0.96, 0.08) / sqrt(0.928) = (0.996546, 0.083045)
+    assert torch.allclose(oim.lut.features[0], torch.tensor([0.996546, 0.083045]), atol=1e-6)
+    assert torch.equal(oim.lut.features[1], torch.tensor([0.0, 1.0]))
+
+
 def test_oim_uniform_logits_give_log_of_table_size():
     oim = OIMLoss(num_pids=7, queue_size=5, dim=4)
     x = torch.nn.functional.normalize(torch.randn(3, 4), dim=1)

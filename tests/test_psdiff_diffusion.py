@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from ps_plugin.modeling.psdiff import (
+    DDIMSampler,
     DiffusionSchedule,
     DPMSolverPlusPlusSampler,
     cosine_alphas_cumprod,
@@ -104,6 +105,38 @@ def test_ddim_step_noise_scale_is_eta_sigma():
     diff = ddim_step(x_t, x0, abar_t, abar_next, eta, z) - ddim_step(x_t, x0, abar_t, abar_next, eta, torch.zeros(3, 4))
     sigma = math.sqrt((1 - abar_t / abar_next) * (1 - abar_next) / (1 - abar_t))
     assert torch.allclose(diff, sigma * z, atol=1e-6)
+
+
+def _ddim_reference(x_t, x0, abar, abar_next, eta, z):
+    """Song et al. eq. 12 in float64: ε̂ = (x_t − √ᾱ·x0)/√(1 − ᾱ),
+    σ² = η²(1 − ᾱ')/(1 − ᾱ)·(1 − ᾱ/ᾱ'), x' = √ᾱ'·x0 + √(1 − ᾱ' − σ²)·ε̂ + σ·z."""
+    x_t, x0, z = x_t.double(), x0.double(), z.double()
+    eps_hat = (x_t - abar**0.5 * x0) / (1 - abar) ** 0.5
+    sigma2 = eta**2 * (1 - abar_next) / (1 - abar) * (1 - abar / abar_next)
+    return abar_next**0.5 * x0 + (1 - abar_next - sigma2) ** 0.5 * eps_hat + sigma2**0.5 * z
+
+
+@pytest.mark.parametrize("eta", [1.0, 0.5])
+def test_ddim_step_with_eta_matches_hand_reference(eta):
+    """One step 499 -> 374 of the 8-step chain, from the schedule's ᾱ, with fixed noise z."""
+    schedule = DiffusionSchedule(1000)
+    abar, abar_next = schedule.alphas_cumprod[499].item(), schedule.alphas_cumprod[374].item()
+    x_t, x0, z = torch.randn(3, 3, 4, generator=torch.Generator().manual_seed(0))
+    expected = _ddim_reference(x_t, x0, abar, abar_next, eta, z)
+    assert torch.allclose(ddim_step(x_t, x0, abar, abar_next, eta, z).double(), expected, atol=1e-5)
+    if eta == 1.0:
+        # η = 1 is ancestral sampling from the forward posterior q(x' | x_t, x0) (Ho et al. eq. 6-7 with
+        # ᾱ_t/ᾱ_t' for α_t): mean (√ᾱ'(1 − ᾱ/ᾱ')·x0 + √(ᾱ/ᾱ')(1 − ᾱ')·x_t)/(1 − ᾱ),
+        # variance (1 − ᾱ')/(1 − ᾱ)·(1 − ᾱ/ᾱ').
+        ratio = abar / abar_next
+        mean = (abar_next**0.5 * (1 - ratio) * x0.double() + ratio**0.5 * (1 - abar_next) * x_t.double()) / (1 - abar)
+        posterior = mean + ((1 - abar_next) / (1 - abar) * (1 - ratio)) ** 0.5 * z.double()
+        assert torch.allclose(expected, posterior, atol=1e-10)
+    # the sampler's update draws z from its generator and reads ᾱ from the schedule (default η = 1)
+    sampler = DDIMSampler(schedule, num_steps=8) if eta == 1.0 else DDIMSampler(schedule, num_steps=8, eta=eta)
+    noise = torch.randn(x_t.shape, generator=torch.Generator().manual_seed(5))
+    out = sampler._update("boxes", x_t, x0, 499, 374, torch.Generator().manual_seed(5))
+    assert torch.allclose(out.double(), _ddim_reference(x_t, x0, abar, abar_next, eta, noise), atol=1e-5)
 
 
 def test_dpm_solver_pp_first_order_is_ddim_with_eta_zero():

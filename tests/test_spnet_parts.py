@@ -127,11 +127,26 @@ def test_moco_queue_and_loss():
     logits = x @ moco.queue[filled].t() / 0.1
     expected = F.cross_entropy(logits, torch.tensor([1, 0]))
     assert float(loss) == pytest.approx(float(expected), rel=1e-5)
+
+
+@pytest.mark.parametrize("momentum", [0.9, 0.9999])
+def test_moco_key_encoder_moves_one_minus_m_of_the_gap(momentum):
+    """theta_m <- m * theta_m + (1 - m) * theta_e closes (1 - m) of the gap to the online encoder (m != 0.5:
+    with m and 1 - m swapped the key encoder would close m of it, nearly copying the online one at
+    0.9999); buffers are copied."""
+    backbone, embedder = torch.nn.Linear(2, 3), torch.nn.BatchNorm1d(4)
+    embedder.dim = 4
+    moco = MomentumContrast(backbone, embedder, queue_size=4, momentum=momentum)
     with torch.no_grad():
-        backbone.weight.fill_(1.0)
-    before = moco.momentum_backbone.weight.clone()
+        backbone.weight.add_(1.0)  # gap 1 on every weight, none on the bias
+        embedder.weight.fill_(3.0)  # BatchNorm weight starts at 1: gap 2
+        embedder.running_mean.fill_(0.5)
+    key_weight, key_bias = moco.momentum_backbone.weight.clone(), moco.momentum_backbone.bias.clone()
     moco.update_momentum(backbone, embedder)
-    assert torch.allclose(moco.momentum_backbone.weight, 0.5 * before + 0.5)
+    assert torch.allclose(moco.momentum_backbone.weight - key_weight, torch.full((3, 2), 1 - momentum), atol=1e-6)
+    assert torch.allclose(moco.momentum_backbone.bias, key_bias, atol=1e-6)
+    assert torch.allclose(moco.momentum_embedder.weight, torch.full((4,), 1 + 2 * (1 - momentum)), atol=1e-6)
+    assert torch.equal(moco.momentum_embedder.running_mean, torch.full((4,), 0.5))
 
 
 def test_fill_missing_stage_weights_pt_rep_and_shared_into_separate():
