@@ -1,12 +1,15 @@
-"""Search protocols: hand-worked cases, and the vectorised code against a plain per-query loop."""
+"""Search protocols: hand-worked cases, exact thresholds and ties, and the vectorised code against a
+plain per-query loop."""
 import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score
 
+from ps_plugin.evaluation.detection_metrics import evaluate_detection
 from ps_plugin.evaluation.gallery_results import GalleryResults
-from ps_plugin.evaluation.iou import pairwise_iou
-from ps_plugin.evaluation.protocols import evaluate_conditioned_search, evaluate_search
+from ps_plugin.evaluation.iou import paired_iou, pairwise_iou, search_iou_threshold
+from ps_plugin.evaluation.protocols import evaluate_conditioned_search, evaluate_search, explicit_candidates, mark_positives
 from ps_plugin.evaluation.search_inputs import GalleryTruth, SearchQuery
+from ps_plugin.evaluation.search_metrics import ranking_metrics
 from ps_plugin.evaluation.simulate import ResultSimulator
 
 NAN_BOX = [np.nan] * 4
@@ -282,6 +285,88 @@ def test_prw_camera_option_changes_the_gallery():
     assert every.ap[0] == pytest.approx(5 / 6) and every.hit_rank[0] == 1
     cross = evaluate_search(gallery, [query], truth, cross_camera=True)
     assert cross.ap[0] == pytest.approx(0.5) and cross.hit_rank[0] == 2
+
+
+# ---------------------------------------------------------------- exact thresholds and ties
+# The rules are inclusive: a detection matches at IoU >= threshold and is kept at score >= threshold.
+# Every case below sits exactly on a threshold, with values exact in binary floating point.
+BIG_GT = [0, 0, 100, 200]  # search threshold min(0.5, 20000 / (110 * 210)) = 0.5
+SMALL_GT = [0, 0, 10, 10]  # search threshold min(0.5, 100 / (20 * 20)) = 0.25
+
+
+@pytest.mark.parametrize("gt, box, iou, threshold, matches", [
+    (BIG_GT, [0, 0, 100, 100], 0.5, 0.5, True),  # 10000 / 20000, exactly the threshold
+    (SMALL_GT, [0, 0, 20, 20], 0.25, 0.25, True),  # 100 / 400, exactly the small-box threshold
+    (SMALL_GT, [0, 0, 20, 20.5], 100 / 410, 0.25, False),  # just below it
+    (BIG_GT, [0, 0, 100, 50], 0.25, 0.5, False),  # 0.25 is enough for a small box only
+])
+def test_search_match_at_exact_iou_threshold(gt, box, iou, threshold, matches):
+    assert paired_iou([box], [gt])[0] == iou
+    assert search_iou_threshold([gt])[0] == threshold
+    gallery = {"a.jpg": det([box], [0.9], [one_hot(0)])}
+    result = evaluate_search(gallery, [explicit_query(["a.jpg"], [gt], one_hot(0))])
+    assert result.ap[0] == (1.0 if matches else 0.0)
+
+
+def test_detection_true_positive_at_exact_iou_threshold():
+    truth = GalleryTruth.from_records([{"image_id": "a.jpg", "annotations": [{"bbox": BIG_GT, "person_id": 1}]}])
+    results = GalleryResults.from_dict({"a.jpg": det([[0, 0, 100, 100]], [0.9], [one_hot(0)])})  # IoU 0.5
+    assert evaluate_detection(results, truth, iou_thresh=0.5) == {"AP": 1.0, "recall": 1.0}
+    assert evaluate_detection(results, truth, iou_thresh=np.nextafter(0.5, 1)) == {"AP": 0.0, "recall": 0.0}
+
+
+def test_detections_scoring_exactly_the_threshold_are_kept():
+    gallery = {"a.jpg": det([PERSON], [0.5], [one_hot(0)])}
+    query = explicit_query(["a.jpg"], [PERSON], one_hot(0))
+    assert evaluate_search(gallery, [query], det_thresh=0.5).ap[0] == 1.0
+    assert evaluate_search(gallery, [query], det_thresh=np.nextafter(0.5, 1)).ap[0] == 0.0
+    truth = GalleryTruth.from_records([{"image_id": "a.jpg", "annotations": [{"bbox": PERSON, "person_id": 1}]}])
+    results = GalleryResults.from_dict({"a.jpg": det([PERSON], [0.25], [one_hot(0)])})
+    assert evaluate_detection(results, truth, score_thresh=0.25)["recall"] == 1.0
+    assert evaluate_detection(results, truth, score_thresh=np.nextafter(0.25, 1))["recall"] == 0.0
+
+
+@pytest.mark.parametrize("scores, positive, num_gt, ap, rank", [
+    # one threshold holds two positives and a negative: precision 2/3 at recall 1 (ranking the
+    # positives first would give 1, the negative first then one positive at a time 7/12); the
+    # negative ties the best positive: rank 2
+    ([0.5, 0.5, 0.5, 0.2], [1, 0, 1, 0], 2, 2 / 3, 2),
+    # a higher negative, then the positive tied with a negative: precision 1/3; rank 3
+    ([0.9, 0.5, 0.5, -np.inf], [0, 1, 0, 0], 1, 1 / 3, 3),
+    # 0.7 alone (precision 1, recall 1/2), then a positive tied with two negatives (2/4, recall 1):
+    # sklearn AP 1/2 + 1/4 = 3/4, x found / protocol positives 2/3 = 1/2
+    ([0.7, 0.5, 0.5, 0.5], [1, 1, 0, 0], 3, 1 / 2, 1),
+])
+def test_tied_scores_form_one_threshold(scores, positive, num_gt, ap, rank):
+    scores, positive = np.array([scores]), np.array([positive], dtype=bool)
+    result_ap, result_rank = ranking_metrics(scores, positive, np.array([num_gt]))
+    assert result_ap[0] == pytest.approx(ap)
+    assert result_rank[0] == rank
+    listed = np.isfinite(scores[0])
+    sklearn_ap = average_precision_score(positive[0][listed], scores[0][listed]) * positive.sum() / num_gt
+    assert result_ap[0] == pytest.approx(sklearn_ap)
+
+
+def test_positive_tied_with_a_negative_in_search():
+    """The person's detection in a and a stranger in c have the same embedding: AP 1/2, rank 2."""
+    gallery = {"a.jpg": det([PERSON], [0.9], [one_hot(0)]), "c.jpg": det([[10, 10, 60, 160]], [0.9], [one_hot(0)])}
+    result = evaluate_search(gallery, [explicit_query(["a.jpg", "c.jpg"], [PERSON, NAN_BOX], one_hot(0))])
+    assert result.ap[0] == pytest.approx(0.5)
+    assert result.hit_rank[0] == 2
+
+
+@pytest.mark.parametrize("boxes, expected", [
+    ([PERSON, [101, 100, 151, 250]], [False, True]),  # both match the GT with equal similarity: the later one
+    ([PERSON, [300, 100, 350, 250]], [True, False]),  # equal similarity, only the first matches: the first
+])
+def test_similarity_ties_go_to_the_later_matching_detection(boxes, expected):
+    """Module rule (the reference's reversed argsort): among equally similar matching detections the
+    later one is the positive. AP cannot tell (the tied scores are equal), so mark_positives is read."""
+    results = GalleryResults.from_dict({"a.jpg": det(boxes, [0.9, 0.9], [one_hot(0), one_hot(0)])})
+    query = explicit_query(["a.jpg"], [PERSON], one_hot(0))
+    candidates = explicit_candidates(results, [query], query.embedding[None, :], "reference")
+    assert candidates.scores[0] == candidates.scores[1]
+    np.testing.assert_array_equal(mark_positives(candidates, results), expected)
 
 
 # ---------------------------------------------------------------- query-conditioned detectors
