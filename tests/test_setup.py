@@ -1,14 +1,17 @@
 """Package-level contracts: configs, registration without disk or network, clear setup errors."""
+import ast
+import re
 import subprocess
 import sys
 import textwrap
 
 import pytest
+import yaml
 from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
 import ps_plugin
-from ps_plugin.config import add_ps_config, setup_cfg
+from ps_plugin.config import add_ps_config, get_ps_cfg, setup_cfg
 
 from common import CONFIGS, REPO_ROOT
 
@@ -38,10 +41,52 @@ def test_add_ps_config_only_adds_ps_node():
             assert node == node_plain, key
 
 
+def _plain(value):
+    """A config value as yacs stores it, tuples as lists: strings that are Python literals decoded."""
+    if isinstance(value, str):
+        try:
+            value = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            return value
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _leaves(node, prefix=""):
+    for key, value in node.items():
+        if isinstance(value, dict):
+            yield from _leaves(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", _plain(value)
+
+
+def yaml_values(path):
+    """{"KEY.PATH": value} for every leaf a config file sets, its _BASE_ chain first (later files win)."""
+    data = yaml.safe_load(path.read_text())
+    values = yaml_values(path.parent / data.pop("_BASE_")) if "_BASE_" in data else {}
+    values.update(_leaves(data))
+    return values
+
+
+def _lookup(cfg, key):
+    for part in key.split("."):
+        cfg = cfg[part]
+    return _plain(cfg)
+
+
 @pytest.mark.parametrize("config_file", sorted(CONFIGS.rglob("*.yaml")), ids=lambda p: p.name)
 def test_every_config_merges(config_file):
+    """Every value the file and its _BASE_ chain set (read here with plain yaml) is in the merged
+    config, and at least one differs from the default, so a dropped or overridden file shows."""
     cfg = setup_cfg(config_file=str(config_file), opts=["MODEL.WEIGHTS", ""])
-    assert cfg.PS is not None
+    values = yaml_values(config_file)
+    values.pop("MODEL.WEIGHTS", None)
+    assert cfg.MODEL.WEIGHTS == ""
+    for key, value in values.items():
+        assert _lookup(cfg, key) == value, key
+    default = get_ps_cfg()
+    assert any(_lookup(default, key) != value for key, value in values.items())
 
 
 def test_configs_folder_has_base_and_quickstart():
@@ -107,5 +152,9 @@ def test_config_needing_compiled_op_fails_clearly():
         setup_cfg(opts=["MODEL.RESNETS.DEFORM_ON_PER_STAGE", "[False, True, True, True]"])
 
 
-def test_version():
-    assert ps_plugin.__version__
+def test_version_is_pep440_and_matches_setup_py():
+    from packaging.version import Version
+
+    setup_version = re.search(r'version="([^"]+)"', (REPO_ROOT / "setup.py").read_text()).group(1)
+    assert ps_plugin.__version__ == setup_version
+    assert str(Version(ps_plugin.__version__)) == ps_plugin.__version__
