@@ -24,6 +24,7 @@ from ps_plugin.config import get_ps_cfg
 from ps_plugin.data.mapper import PersonSearchDatasetMapper
 from ps_plugin.engine import PersonSearchTrainer
 from ps_plugin.engine.trainer import group_test_datasets
+from ps_plugin.structures import GT_BOXES_FOR_REID
 
 
 def parse_args():
@@ -61,7 +62,7 @@ def gallery_inputs(cfg, num_images):
     mapper = PersonSearchDatasetMapper(cfg, is_train=False)
     inputs = [mapper(record) for record in DatasetCatalog.get(gallery_name)[: num_images + 1]]
     for x in inputs:
-        x.pop("gt_boxes_for_reid", None)
+        x.pop(GT_BOXES_FOR_REID, None)
     return inputs
 
 

@@ -9,6 +9,8 @@ from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 from detectron2.structures import BoxMode
 
+from ps_plugin.structures import GT_BOXES_FOR_REID, QUERY_BOXES, VIEWS
+
 from .transforms import build_person_search_augmentation
 
 __all__ = ["PersonSearchDatasetMapper"]
@@ -33,20 +35,21 @@ class PersonSearchDatasetMapper:
     - training: "annotations" is removed (the instances replace it).
     - test: "annotations" is kept untouched (original frame) and "instances" holds the
       transformed ground truth, which gallery GT-box embeddings (GT mAP, QC pass 1) need.
-      Query records (with "query_index") also get "query_boxes": float32 [K, 4], the query
-      box(es) in the augmented image. Gallery records get "gt_boxes_for_reid": float32 [M, 4],
+      Query records (with "query_index") also get QUERY_BOXES: float32 [K, 4], the query
+      box(es) in the augmented image. Gallery records get GT_BOXES_FOR_REID: float32 [M, 4],
       every annotation's box in the augmented image, in annotation order (no box is dropped:
       a box made degenerate by the transform keeps its row), from which the model returns the
-      "gt_embeddings" of GT mAP; off with `gt_boxes_for_reid=False` (cfg.PS.EVAL.GT_MAP).
+      GT_EMBEDDINGS of GT mAP; off with `gt_map=False` (cfg.PS.EVAL.GT_MAP). The upper-case names
+      are the key constants of ps_plugin.structures.
 
     With `num_views` = k > 1 (training only) the output is the record's keys (less
-    "annotations") plus "views": a list of k independently augmented single-view dicts of the
+    "annotations") plus VIEWS: a list of k independently augmented single-view dicts of the
     same image, as above. Detectron2's trivial batch collator (a list of dicts) serves both modes.
     """
 
     @configurable
     def __init__(
-        self, is_train, *, augmentations, image_format, num_views=1, min_box_visibility=0.0, gt_boxes_for_reid=True
+        self, is_train, *, augmentations, image_format, num_views=1, min_box_visibility=0.0, gt_map=True
     ):
         """
         Args:
@@ -55,7 +58,7 @@ class PersonSearchDatasetMapper:
             image_format: cfg.INPUT.FORMAT, e.g. "BGR".
             num_views: k augmented views per image; must be 1 in test mode.
             min_box_visibility: drop boxes keeping less than this fraction of their area.
-            gt_boxes_for_reid: test mode, gallery records: add "gt_boxes_for_reid" (GT mAP input).
+            gt_map: test mode, gallery records: add GT_BOXES_FOR_REID (GT mAP input).
         """
         if num_views < 1 or (num_views > 1 and not is_train):
             raise ValueError(
@@ -67,7 +70,7 @@ class PersonSearchDatasetMapper:
         self.image_format = image_format
         self.num_views = num_views
         self.min_box_visibility = min_box_visibility
-        self.gt_boxes_for_reid = gt_boxes_for_reid
+        self.gt_map = gt_map
         mode = "training" if is_train else "inference"
         logger.info(f"[PersonSearchDatasetMapper] {mode} augmentations, {num_views} view(s): {augmentations}")
 
@@ -79,17 +82,17 @@ class PersonSearchDatasetMapper:
             "image_format": cfg.INPUT.FORMAT,
             "num_views": cfg.PS.INPUT.NUM_VIEWS if is_train else 1,
             "min_box_visibility": cfg.PS.INPUT.MIN_BOX_VISIBILITY,
-            "gt_boxes_for_reid": cfg.PS.EVAL.GT_MAP,
+            "gt_map": cfg.PS.EVAL.GT_MAP,
         }
 
     def __call__(self, dataset_dict):
-        """dataset_dict (not modified) -> one view dict, or {..., "views": [k view dicts]}."""
+        """dataset_dict (not modified) -> one view dict, or {..., VIEWS: [k view dicts]}."""
         record = copy.deepcopy(dataset_dict)
         image = self._read_image(record)
         if self.num_views == 1:
             return self._make_view(record, image)
         multi_view = {k: v for k, v in record.items() if k != "annotations"}
-        multi_view["views"] = [self._make_view(record, image) for _ in range(self.num_views)]
+        multi_view[VIEWS] = [self._make_view(record, image) for _ in range(self.num_views)]
         return multi_view
 
     def _read_image(self, record):
@@ -127,9 +130,9 @@ class PersonSearchDatasetMapper:
             return view
         transformed_boxes = torch.as_tensor(np.array([a["bbox"] for a in annotations], dtype=np.float32).reshape(-1, 4))
         if "query_index" in record:
-            view["query_boxes"] = transformed_boxes
-        elif self.gt_boxes_for_reid and "annotations" in record:
-            view["gt_boxes_for_reid"] = transformed_boxes
+            view[QUERY_BOXES] = transformed_boxes
+        elif self.gt_map and "annotations" in record:
+            view[GT_BOXES_FOR_REID] = transformed_boxes
         return view
 
     def _instances(self, annotations, transforms, image_hw, unclipped_boxes):

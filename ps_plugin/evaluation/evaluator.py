@@ -1,12 +1,13 @@
 """PersonSearchEvaluator: Detectron2 DatasetEvaluator for the gallery + query test pass.
 
-Inputs may arrive in any order and on any rank. Contract with the model (docs/DATA_RECORDS.md):
+Inputs may arrive in any order and on any rank. Contract with the model (ps_plugin.structures;
+records: docs/DATA_RECORDS.md):
   * gallery input (no "query_keys" / "query_index"): outputs["instances"] with pred_boxes (original
-    image coordinates), scores, pred_embeddings [N, D]; optionally outputs["gt_embeddings"] [M, D]
+    image coordinates), scores, pred_embeddings [N, D]; optionally outputs[GT_EMBEDDINGS] [M, D]
     for the record's M ground-truth boxes, in annotation order (the model computes them when the
-    input carries "gt_boxes_for_reid"); they give the GT mAP (re-id with a perfect detector).
+    input carries GT_BOXES_FOR_REID); they give the GT mAP (re-id with a perfect detector).
   * query input ("query_keys" from build_person_search_test_dicts, or "dataset_name" +
-    "query_index"): outputs["query_embeddings"] [K, D], row 0 = the query box.
+    "query_index"): outputs[QUERY_EMBEDDINGS] [K, D], row 0 = the query box.
 Query-conditioned detectors (SPNet in QC mode) give each query its own gallery detections through
 `process_conditioned` (query_centric.py drives it); search metrics are then computed per query and
 detection AP / recall are not reported (there is no query-independent detection).
@@ -22,6 +23,8 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 from detectron2.utils.events import get_event_storage
+
+from ps_plugin.structures import GT_EMBEDDINGS, QUERY_EMBEDDINGS
 
 from .detection_metrics import evaluate_detection
 from .gallery_results import GalleryResults
@@ -134,13 +137,13 @@ class PersonSearchEvaluator(DatasetEvaluator):
         for item, output in zip(inputs, outputs):
             if "query_keys" in item or "query_index" in item:
                 keys = item.get("query_keys") or [(item["dataset_name"], item["query_index"])]
-                embedding = _numpy(output["query_embeddings"])[0]
+                embedding = _numpy(output[QUERY_EMBEDDINGS])[0]
                 for key in keys:
                     self._query_embeddings[tuple(key)] = embedding
                 continue
             self._gallery[item["image_id"]] = _detections_dict(output["instances"])
-            if "gt_embeddings" in output:
-                self._gt_embeddings[item["image_id"]] = _numpy(output["gt_embeddings"])
+            if GT_EMBEDDINGS in output:
+                self._gt_embeddings[item["image_id"]] = _numpy(output[GT_EMBEDDINGS])
 
     def process_conditioned(self, gallery_input, detections, gt_embeddings=None):
         """One gallery input's detections for each query of a query-conditioned detector.

@@ -1,5 +1,6 @@
-"""Evaluation of query-conditioned detectors: a gallery pass per query (SPNet QC mode, supplementary
-Sec. 9.1), fed to PersonSearchEvaluator.process_conditioned."""
+"""Evaluation of query-conditioned detectors (ps_plugin.structures.QueryConditionedSearch, e.g. SPNet
+in QC mode, supplementary Sec. 9.1): a gallery pass per query, fed to
+PersonSearchEvaluator.process_conditioned."""
 import datetime
 import logging
 import time
@@ -10,12 +11,34 @@ from detectron2.evaluation.evaluator import inference_context
 from detectron2.utils import comm
 from detectron2.utils.logger import log_every_n_seconds
 
+from ps_plugin.structures import QUERY_EMBEDDINGS, missing_query_conditioned_members
+
 logger = logging.getLogger(__name__)
 
 
 def is_query_conditioned(model):
-    """True when the (possibly DDP-wrapped) model's gallery detections depend on the query."""
-    return bool(getattr(getattr(model, "module", model), "query_conditioned", False))
+    """True when the (possibly DDP-wrapped) model's gallery detections depend on the query
+    (`query_conditioned` is True); TypeError naming the missing methods when it claims so without
+    implementing QueryConditionedSearch."""
+    module = getattr(model, "module", model)
+    if not getattr(module, "query_conditioned", False):
+        return False
+    query_conditioned_search(model)
+    return True
+
+
+def query_conditioned_search(model):
+    """The (possibly DDP-wrapped) model as a QueryConditionedSearch; TypeError naming what it lacks."""
+    module = getattr(model, "module", model)
+    missing = missing_query_conditioned_members(module)
+    if missing:
+        raise TypeError(
+            f"{type(module).__name__} cannot run query-centric search: it lacks {', '.join(missing)} of "
+            "ps_plugin.structures.QueryConditionedSearch. Implement them (SPNet does); a model whose detections "
+            "do not depend on the query needs none: give it query_conditioned = False (or none) and evaluate it "
+            "with one pass per gallery image (inference_on_dataset)."
+        )
+    return module
 
 
 def query_galleries(query_names):
@@ -36,13 +59,13 @@ def _query_keys(item):
     return [tuple(k) for k in item.get("query_keys") or [(item["dataset_name"], item["query_index"])]]
 
 
-def _encode_queries(model, data_loader, evaluator):
+def _encode_queries(searcher, data_loader, evaluator):
     """Pass 1: query embeddings to the evaluator; returns [(query keys, detection query [...])] of every rank."""
     encoded = []
     for batch in data_loader:
         for item in filter(_is_query, batch):
-            reid, detection_queries = model.encode_queries(item)
-            evaluator.process([item], [{"query_embeddings": reid}])
+            reid, detection_queries = searcher.encode_queries(item)
+            evaluator.process([item], [{QUERY_EMBEDDINGS: reid}])
             encoded.append((_query_keys(item), detection_queries[0].cpu()))
     return [entry for part in comm.all_gather(encoded) for entry in part]
 
@@ -58,18 +81,20 @@ def _searched_queries(image_id, queries, galleries):
 def query_centric_inference(model, data_loader, evaluator):
     """`inference_on_dataset` for a query-conditioned model.
 
-    The model provides `encode_queries(query_input)` -> (query embeddings [K, D], detection queries
-    [K, ...]; row 0 is the query box) and `detect_for_queries(gallery_input, detection_queries [Q, ...])`
-    -> (Q Instances in original coordinates, "gt_embeddings" [M, D] or None).
+    The (possibly DDP-wrapped) model implements ps_plugin.structures.QueryConditionedSearch:
+    `encode_queries(query_input)` -> (query embeddings [K, D], detection queries [K, ...]; row 0 is
+    the query box) and `detect_for_queries(gallery_input, detection_queries [Q, ...])` -> (Q Instances
+    in original coordinates, GT_EMBEDDINGS [M, D] or None); a TypeError names any missing member.
     Pass 1 encodes every query of the loader (gathered over ranks); pass 2 runs each gallery image
     once for all the queries whose gallery holds it (CUHK-SYSU explicit galleries; every query for
     PRW and other generic galleries) into evaluator.process_conditioned (a PersonSearchEvaluator).
     Returns evaluator.evaluate().
     """
+    searcher = query_conditioned_search(model)
     galleries = query_galleries(evaluator.query_names)
     evaluator.reset()
     with inference_context(model), torch.no_grad():
-        queries = _encode_queries(model, data_loader, evaluator)
+        queries = _encode_queries(searcher, data_loader, evaluator)
         total, start = len(data_loader), time.perf_counter()
         for index, batch in enumerate(data_loader):
             for item in batch:
@@ -77,7 +102,7 @@ def query_centric_inference(model, data_loader, evaluator):
                     continue
                 chosen = _searched_queries(item["image_id"], queries, galleries)
                 stacked = torch.stack([queries[i][1] for i in chosen]) if chosen else None
-                detections, gt_embeddings = model.detect_for_queries(item, stacked) if chosen else ([], None)
+                detections, gt_embeddings = searcher.detect_for_queries(item, stacked) if chosen else ([], None)
                 per_key = {key: found for i, found in zip(chosen, detections) for key in queries[i][0]}
                 evaluator.process_conditioned(item, per_key, gt_embeddings)
             seconds = (time.perf_counter() - start) / (index + 1)

@@ -3,6 +3,8 @@ import numpy as np
 import torch
 from detectron2.engine import DefaultPredictor
 
+from ps_plugin.structures import QUERY_BOXES, QUERY_EMBEDDINGS
+
 __all__ = ["PersonSearchPredictor"]
 
 
@@ -39,12 +41,12 @@ class PersonSearchPredictor(DefaultPredictor):
                 "image": torch.as_tensor(transform.apply_image(image).astype("float32").transpose(2, 0, 1)),
                 "height": image.shape[0],
                 "width": image.shape[1],
-                "query_boxes": torch.as_tensor(transform.apply_box(boxes), dtype=torch.float32),
+                QUERY_BOXES: torch.as_tensor(transform.apply_box(boxes), dtype=torch.float32),
             }
             output = self.model([inputs])[0]
-        if "query_embeddings" not in output:
+        if QUERY_EMBEDDINGS not in output:
             raise TypeError(
-                f"{self.cfg.MODEL.META_ARCHITECTURE} returned no 'query_embeddings' for 'query_boxes': person "
-                "search needs a meta-architecture that follows the ps_plugin query contract."
+                f"{self.cfg.MODEL.META_ARCHITECTURE} returned no '{QUERY_EMBEDDINGS}' for '{QUERY_BOXES}': person "
+                "search needs a meta-architecture that follows the ps_plugin query contract (ps_plugin.structures)."
             )
-        return output["query_embeddings"].cpu().numpy().astype(np.float32)
+        return output[QUERY_EMBEDDINGS].cpu().numpy().astype(np.float32)

@@ -107,7 +107,8 @@ def add_psdiff_teacher_config(cfg):
     """Frozen re-id teacher giving e0 = Teacher(S, b0) (eq. 11); used in training only."""
     _C = cfg.PS.PSDIFF
     _C.TEACHER = CN()
-    # Config yaml of the teacher model (any ps_plugin meta-architecture answering "query_boxes").
+    # Config yaml of the teacher model (any ps_plugin meta-architecture answering QUERY_BOXES with
+    # QUERY_EMBEDDINGS, ps_plugin.structures).
     _C.TEACHER.CONFIG_FILE = ""
     # Local checkpoint of the trained teacher (e.g. output/baseline/model_final.pth).
     _C.TEACHER.WEIGHTS = ""

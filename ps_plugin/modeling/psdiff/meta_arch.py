@@ -7,6 +7,8 @@ from detectron2.modeling.postprocessing import detector_postprocess
 from detectron2.structures import ImageList
 from torch import nn
 
+from ps_plugin.structures import GT_BOXES_FOR_REID, GT_EMBEDDINGS, QUERY_BOXES, QUERY_EMBEDDINGS
+
 from .denoiser import PSDiffDenoiser
 from .detections import detections_from_steps
 from .losses import PSDiffCriterion
@@ -27,12 +29,12 @@ class PSDiff(nn.Module):
     gt_classes, gt_pids)} -> losses "loss_cls", "loss_l1", "loss_giou", "loss_reid" (+ "_stage{k}" for
     earlier stages). e0 comes from the frozen teacher (teacher.py), loaded on the first training step.
 
-    Inference input, per image:
-      - gallery (no "query_boxes"): -> {"instances": Instances(pred_boxes, scores, pred_classes,
+    Inference input, per image (keys: ps_plugin.structures):
+      - gallery (no QUERY_BOXES): -> {"instances": Instances(pred_boxes, scores, pred_classes,
         pred_embeddings [n, D] L2-normalised)} in the original size ("height"/"width"); with
-        "gt_boxes_for_reid" [M, 4] (input-image coordinates) also "gt_embeddings" [M, D] (GT mAP);
-      - query ("query_boxes" [K, 4], input-image coordinates) -> {"query_embeddings" [K, D]}.
-    Given boxes (query boxes, gt_boxes_for_reid) are embedded alike: the sampler runs with the box
+        GT_BOXES_FOR_REID [M, 4] (input-image coordinates) also GT_EMBEDDINGS [M, D] (GT mAP);
+      - query (QUERY_BOXES [K, 4], input-image coordinates) -> {QUERY_EMBEDDINGS: [K, D]}.
+    Given boxes (query boxes, GT boxes for GT mAP) are embedded alike: the sampler runs with the box
     channel fixed to them (every step RoI-pools exactly those boxes) and refines only the embeddings
     from seeded noise; the result is the last step's ê0, L2-normalised, one row per box in order.
     """
@@ -61,7 +63,7 @@ class PSDiff(nn.Module):
         """
         Args:
             teacher: a callable (batched_inputs, gt_boxes list) -> list of e0 [M_i, D], or a ps_plugin
-                model answering "query_boxes" (wrapped in PSDiffTeacher, kept out of the parameters),
+                model answering QUERY_BOXES (wrapped in PSDiffTeacher, kept out of the parameters),
                 or None to call `teacher_builder()` on the first training step.
         """
         super().__init__()
@@ -159,19 +161,19 @@ class PSDiff(nn.Module):
         assert not self.training
         outputs = [{} for _ in batched_inputs]
         for i, x in enumerate(batched_inputs):
-            if "query_boxes" in x:
-                outputs[i]["query_embeddings"] = self.embed_queries(x)
-        gallery = [i for i, x in enumerate(batched_inputs) if "query_boxes" not in x]
+            if QUERY_BOXES in x:
+                outputs[i][QUERY_EMBEDDINGS] = self.embed_queries(x)
+        gallery = [i for i, x in enumerate(batched_inputs) if QUERY_BOXES not in x]
         if gallery:
             self._search_gallery([batched_inputs[i] for i in gallery], [outputs[i] for i in gallery], do_postprocess)
         return outputs
 
     def _search_gallery(self, inputs, outputs, do_postprocess):
-        """Detections of every gallery input, plus "gt_embeddings" where "gt_boxes_for_reid" is given."""
+        """Detections of every gallery input, plus GT_EMBEDDINGS where GT_BOXES_FOR_REID is given."""
         images, features = self.condition(inputs)
         for k, (x, det) in enumerate(zip(inputs, self._detect(images, features))):
-            if "gt_boxes_for_reid" in x:
-                outputs[k]["gt_embeddings"] = self._embed_boxes([f[k : k + 1] for f in features], x["gt_boxes_for_reid"])
+            if GT_BOXES_FOR_REID in x:
+                outputs[k][GT_EMBEDDINGS] = self._embed_boxes([f[k : k + 1] for f in features], x[GT_BOXES_FOR_REID])
             if do_postprocess:
                 det = detector_postprocess(det, x.get("height", det.image_size[0]), x.get("width", det.image_size[1]))
             outputs[k]["instances"] = det
@@ -192,9 +194,9 @@ class PSDiff(nn.Module):
 
     @torch.no_grad()
     def embed_queries(self, query_input):
-        """{"image", "query_boxes" [K, 4]} -> L2-normalised ê0 [K, D] for the given boxes (seeded noise)."""
+        """{"image", QUERY_BOXES: [K, 4]} -> L2-normalised ê0 [K, D] for the given boxes (seeded noise)."""
         _, features = self.condition([query_input])
-        return self._embed_boxes(features, query_input["query_boxes"])
+        return self._embed_boxes(features, query_input[QUERY_BOXES])
 
     @torch.no_grad()
     def _embed_boxes(self, features, boxes):

@@ -1,7 +1,8 @@
 """Frozen re-id teacher giving the embedding ground truth e0 = Teacher(S, b0) (paper eq. 11).
 
-Any trained ps_plugin model that answers the query contract can be the teacher: given inputs
-{"image", "height", "width", "query_boxes" [K, 4]} in eval mode it returns {"query_embeddings" [K, D]}.
+Any trained ps_plugin model that answers the query contract (ps_plugin.structures) can be the teacher:
+given inputs {"image", "height", "width", QUERY_BOXES: [K, 4]} in eval mode it returns
+{QUERY_EMBEDDINGS: [K, D]}.
 The paper uses a supervised HHCL re-id model; here the natural choice is the baseline:
 
     python tools/train_net.py --config-file configs/<baseline>.yaml OUTPUT_DIR output/teacher
@@ -21,6 +22,7 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import build_model
 
 from ps_plugin.config import get_ps_cfg
+from ps_plugin.structures import QUERY_BOXES, QUERY_EMBEDDINGS
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +68,7 @@ class PSDiffTeacher:
     def __init__(self, model, embed_dim, flip_channels=False):
         """
         Args:
-            model: frozen teacher answering "query_boxes" with "query_embeddings".
+            model: frozen teacher answering QUERY_BOXES with QUERY_EMBEDDINGS.
             embed_dim: D, the teacher's embedding size (= PS.PSDIFF.EMBED_DIM).
             flip_channels: reverse the channel axis of each image (PSDiff RGB, teacher BGR or vice versa).
         """
@@ -99,16 +101,16 @@ class PSDiffTeacher:
     def _query_input(self, record, boxes):
         image = record["image"].flip(0) if self.flip_channels else record["image"]
         height, width = image.shape[-2:]
-        return {"image": image, "height": height, "width": width, "query_boxes": boxes.float()}
+        return {"image": image, "height": height, "width": width, QUERY_BOXES: boxes.float()}
 
     def _checked(self, output, record, num_boxes):
         name = record.get("file_name", record.get("image_id", "<image>"))
-        if "query_embeddings" not in output:
+        if QUERY_EMBEDDINGS not in output:
             raise KeyError(
-                f"PSDiff teacher returned {sorted(output)} for '{name}' instead of 'query_embeddings': the teacher "
-                "must be a ps_plugin model that embeds given 'query_boxes' (PS.PSDIFF.TEACHER.CONFIG_FILE)."
+                f"PSDiff teacher returned {sorted(output)} for '{name}' instead of '{QUERY_EMBEDDINGS}': the teacher "
+                f"must be a ps_plugin model that embeds given '{QUERY_BOXES}' (PS.PSDIFF.TEACHER.CONFIG_FILE)."
             )
-        embeddings = output["query_embeddings"]
+        embeddings = output[QUERY_EMBEDDINGS]
         if embeddings.shape != (num_boxes, self.embed_dim):
             raise ValueError(
                 f"PSDiff teacher gave embeddings {tuple(embeddings.shape)} for '{name}', expected "

@@ -13,6 +13,9 @@ from torch import nn
 
 from ps_plugin.modeling.baseline import resolve_num_pids
 from ps_plugin.modeling.common import OIMLoss
+from ps_plugin.structures import (
+    GT_BOXES_FOR_REID, GT_EMBEDDINGS, QUERY_BOXES, QUERY_EMBEDDINGS, VIEWS, QueryConditionedSearch,
+)
 
 from .box_detector import box_class_loss, box_regression_loss
 from .cascade import SPNetCascade
@@ -27,10 +30,10 @@ __all__ = ["SPNet", "flatten_views"]
 
 
 def flatten_views(batched_inputs):
-    """Training inputs -> one list of view dicts (k-view inputs {"views": [...]} are expanded in order)."""
+    """Training inputs -> one list of view dicts (k-view inputs {VIEWS: [...]} are expanded in order)."""
     views = []
     for record in batched_inputs:
-        views.extend(record.get("views", [record]))
+        views.extend(record.get(VIEWS, [record]))
     return views
 
 
@@ -75,22 +78,24 @@ def _clip_rows(boxes, image_sizes, image_index):
 
 
 @META_ARCH_REGISTRY.register()
-class SPNet(nn.Module):
+class SPNet(nn.Module, QueryConditionedSearch):
     """Swap Path Network (Sec. 3.1): backbone + FPN, Anchor Embedder, SP Block, Box Detector,
     Cascade Loop, re-id Box Embedder.
 
     Training input: list of dicts with "image" and "instances" (gt_boxes, gt_classes, gt_pids,
-    gt_box_ids), or {"views": [k such dicts]} (k-view mode). Returns
+    gt_box_ids), or {VIEWS: [k such dicts]} (k-view mode). Returns
     {"loss_anchor", "loss_reg_s{t}", "loss_cls_s{t}", "loss_reid"}:
     L = L_reid + L_anc + sum_t (L_reg^(t) + L_cls^(t)).
 
-    Inference (`forward` in eval mode):
-    - gallery input (no "query_boxes"), OC mode: [{"instances": Instances(pred_boxes, scores,
+    Inference (`forward` in eval mode; keys: ps_plugin.structures):
+    - gallery input (no QUERY_BOXES), OC mode: [{"instances": Instances(pred_boxes, scores,
       pred_classes, pred_embeddings [N, D] L2-normalised)}] in original image coordinates; with
-      "gt_boxes_for_reid" [M, 4] (resized-image coordinates) also "gt_embeddings" [M, D]
+      GT_BOXES_FOR_REID [M, 4] (resized-image coordinates) also GT_EMBEDDINGS [M, D]
       (L2-normalised re-id embeddings of those boxes, in order: the GT mAP input);
-    - query input ("query_boxes" [K, 4] in the resized image): [{"query_embeddings": [K, D]}].
-    In QC mode gallery detection depends on the query: use `search(query_inputs, gallery_inputs)`.
+    - query input (QUERY_BOXES [K, 4] in the resized image): [{QUERY_EMBEDDINGS: [K, D]}].
+    In QC mode gallery detection depends on the query: SPNet implements QueryConditionedSearch
+    (`encode_queries`, `detect_for_queries`; evaluation.query_centric_inference drives them), and
+    `search(query_inputs, gallery_inputs)` runs both on given inputs.
     """
 
     @configurable
@@ -383,7 +388,7 @@ class SPNet(nn.Module):
 
     # ----------------------------------------------------------------- inference
     def inference(self, batched_inputs):
-        """Per input: {"query_embeddings"} for query inputs, {"instances"} (and "gt_embeddings") for
+        """Per input: {QUERY_EMBEDDINGS} for query inputs, {"instances"} (and GT_EMBEDDINGS) for
         gallery inputs (OC)."""
         images = self.preprocess_image(batched_inputs)
         features = self.backbone(images.tensor)
@@ -391,8 +396,8 @@ class SPNet(nn.Module):
         results = []
         for i, record in enumerate(batched_inputs):
             image_features = {k: v[i : i + 1] for k, v in features.items()}
-            if "query_boxes" in record:
-                results.append({"query_embeddings": self._embed_given_boxes(image_features, record["query_boxes"])})
+            if QUERY_BOXES in record:
+                results.append({QUERY_EMBEDDINGS: self._embed_given_boxes(image_features, record[QUERY_BOXES])})
                 continue
             if self.mode == "qc":
                 raise ValueError(
@@ -401,8 +406,8 @@ class SPNet(nn.Module):
                 )
             detections = self._detect(image_features, anchors, anchor_embeddings[i], images.image_sizes[i])
             result = {"instances": self._postprocess(detections, record, images.image_sizes[i])}
-            if "gt_boxes_for_reid" in record:
-                result["gt_embeddings"] = self._embed_given_boxes(image_features, record["gt_boxes_for_reid"])
+            if GT_BOXES_FOR_REID in record:
+                result[GT_EMBEDDINGS] = self._embed_given_boxes(image_features, record[GT_BOXES_FOR_REID])
             results.append(result)
         return results
 
@@ -454,10 +459,10 @@ class SPNet(nn.Module):
 
     @torch.no_grad()
     def encode_queries(self, query_input):
-        """One query input ("image", "query_boxes" [K, 4] resized-image XYXY) ->
+        """One query input ("image", QUERY_BOXES [K, 4] resized-image XYXY) ->
         (x_q^reid [K, D] L2-normalised, x_q^det per cascade stage [K, T + 1, d])."""
         features = self.backbone(self.preprocess_image([query_input]).tensor)
-        boxes = torch.as_tensor(query_input["query_boxes"], dtype=torch.float32, device=self.device).reshape(-1, 4)
+        boxes = torch.as_tensor(query_input[QUERY_BOXES], dtype=torch.float32, device=self.device).reshape(-1, 4)
         detection_queries = torch.stack([self.cascade.box_embedder(t, self.reid_embedder)(features, [boxes])
                                          for t in range(self.cascade.num_stages)], dim=1)
         return self._embed_given_boxes(features, boxes), detection_queries
@@ -465,7 +470,7 @@ class SPNet(nn.Module):
     @torch.no_grad()
     def detect_for_queries(self, gallery_input, detection_queries):
         """One gallery input, x_q^det [K, T + 1, d] (encode_queries) -> ([K Instances in original
-        coordinates, detections for query k], "gt_embeddings" [M, D] of "gt_boxes_for_reid" or None).
+        coordinates, detections for query k], GT_EMBEDDINGS [M, D] of GT_BOXES_FOR_REID or None).
         In OC mode the detections ignore the queries (K copies of the same Instances)."""
         images = self.preprocess_image([gallery_input])
         features = self.backbone(images.tensor)
@@ -475,15 +480,15 @@ class SPNet(nn.Module):
             found = self._detect(features, anchors, anchor_embeddings[0], images.image_sizes[0],
                                  None if self.mode == "oc" else query)
             detections.append(self._postprocess(found, gallery_input, images.image_sizes[0]))
-        gt_boxes = gallery_input.get("gt_boxes_for_reid")
+        gt_boxes = gallery_input.get(GT_BOXES_FOR_REID)
         return detections, None if gt_boxes is None else self._embed_given_boxes(features, gt_boxes)
 
     @torch.no_grad()
     def search(self, query_inputs, gallery_inputs):
         """QC (or OC) search: a gallery pass per query (Sec. 9.1 QC evaluation).
 
-        query_inputs: dicts with "image" and "query_boxes" [K_i, 4]; gallery_inputs: dicts with
-        "image" (and "height"/"width"). Returns {"query_embeddings": [K, D] (all query boxes, in
+        query_inputs: dicts with "image" and QUERY_BOXES [K_i, 4]; gallery_inputs: dicts with
+        "image" (and "height"/"width"). Returns {QUERY_EMBEDDINGS: [K, D] (all query boxes, in
         order), "detections": list over the K queries of lists over gallery inputs of Instances
         (original coordinates)}. In OC mode every query gets the same detections.
         """
@@ -491,7 +496,7 @@ class SPNet(nn.Module):
         detection_queries = torch.cat([det for _, det in encoded])
         per_gallery = [self.detect_for_queries(record, detection_queries)[0] for record in gallery_inputs]
         detections = [[found[q] for found in per_gallery] for q in range(len(detection_queries))]
-        return {"query_embeddings": torch.cat([reid for reid, _ in encoded]), "detections": detections}
+        return {QUERY_EMBEDDINGS: torch.cat([reid for reid, _ in encoded]), "detections": detections}
 
 
 def _view_offsets(gts, device):
