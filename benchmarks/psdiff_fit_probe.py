@@ -33,6 +33,9 @@ from detectron2.structures import Boxes, BoxMode, pairwise_iou
 from ps_plugin.config import get_ps_cfg
 from ps_plugin.data.mapper import PersonSearchDatasetMapper
 from ps_plugin.engine import PersonSearchTrainer
+from ps_plugin.modeling.psdiff import PSDiff
+from ps_plugin.modeling.psdiff.teacher import build_psdiff_teacher
+from ps_plugin.structures import QUERY_BOXES
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,8 +67,10 @@ def embedding_quality(embeddings, teacher):
 
 
 def probe_model(cfg, dicts, args):
-    model = PersonSearchTrainer.build_model(cfg)
-    model.noise_generator = ProbeNoiseGenerator(model.noise_generator, args.embedding_input == "noise", args.max_timestep)
+    parts = PSDiff.from_config(cfg)  # PSDiff's @configurable arguments, with the probe's noise generator
+    embedding_noise = args.embedding_input == "noise"
+    parts["noise_generator"] = ProbeNoiseGenerator(parts["noise_generator"], embedding_noise, args.max_timestep)
+    model = PSDiff(**parts).to(cfg.MODEL.DEVICE)
     optimizer = PersonSearchTrainer.build_optimizer(cfg, model)
     train_mapper = PersonSearchDatasetMapper(cfg, is_train=True)
     start = time.perf_counter()
@@ -78,13 +83,14 @@ def probe_model(cfg, dicts, args):
         if iteration % 25 == 0 or iteration == args.iters - 1:
             shown = {k: round(float(v), 3) for k, v in losses.items() if "stage" not in k}
             print(f"iter {iteration} ({time.perf_counter() - start:.0f} s): {shown}", flush=True)
-    return evaluate_model(cfg, model.eval(), dicts)
+    return evaluate_model(cfg, model.eval(), model.teacher or build_psdiff_teacher(cfg), dicts)
 
 
 @torch.no_grad()
-def evaluate_model(cfg, model, dicts):
+def evaluate_model(cfg, model, teacher, dicts):
+    """-> detection recall, ê0 [M, D] of the GT boxes of `dicts`, their e0 [M, D] from `teacher`."""
     test_mapper = PersonSearchDatasetMapper(cfg, is_train=False)
-    found, total, embeddings, teacher = 0, 0, [], []
+    found, total, embeddings, teacher_embeddings = 0, 0, [], []
     for d in dicts:
         x = test_mapper(copy.deepcopy(d))
         detections = model([x])[0]["instances"]
@@ -98,9 +104,9 @@ def evaluate_model(cfg, model, dicts):
         image_h, image_w = x["image"].shape[1:]
         scale = torch.tensor([image_w / d["width"], image_h / d["height"]] * 2)
         boxes = original * scale
-        embeddings.append(model.embed_queries({"image": x["image"], "query_boxes": boxes}))
-        teacher.append(model._teacher()([x], [boxes])[0])
-    return found / max(total, 1), torch.cat(embeddings), torch.cat(teacher)
+        embeddings.append(model.embed_queries({"image": x["image"], QUERY_BOXES: boxes}))
+        teacher_embeddings.append(teacher([x], [boxes])[0])
+    return found / max(total, 1), torch.cat(embeddings), torch.cat(teacher_embeddings)
 
 
 def probe_head(cfg, dicts, args):
@@ -110,14 +116,14 @@ def probe_head(cfg, dicts, args):
     with torch.no_grad():
         _, features = model.condition(batch)
         gt_boxes = [x["instances"].gt_boxes.tensor for x in batch]
-        teacher = model._teacher()(batch, gt_boxes)
+        teacher = build_psdiff_teacher(cfg)(batch, gt_boxes)
     per_image = min(len(b) for b in gt_boxes)
     boxes = torch.stack([b[:per_image] for b in gt_boxes])
     target = torch.stack([e[:per_image] for e in teacher])
     optimizer = torch.optim.AdamW(model.denoiser.parameters(), lr=cfg.SOLVER.BASE_LR, weight_decay=cfg.SOLVER.WEIGHT_DECAY)
     timesteps = torch.zeros(len(batch), dtype=torch.long)
     for iteration in range(args.iters):
-        noise = F.normalize(torch.randn(*boxes.shape[:2], cfg.PS.PSDIFF.EMBED_DIM), dim=-1)
+        noise = F.normalize(torch.randn(*boxes.shape[:2], model.embed_dim), dim=-1)
         predicted = model.denoiser(features, boxes, noise, timesteps)[-1]["pred_embeddings"]
         loss = (predicted - target).norm(dim=-1).mean()
         optimizer.zero_grad()

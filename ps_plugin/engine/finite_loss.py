@@ -13,6 +13,11 @@ class FiniteLossMixin:
     The last checkpoint on disk is the last good state: resume from it with `--resume`.
     """
 
+    # A private method, because the check must run between `backward()` and `optimizer.step()` and
+    # Detectron2 0.6 has no public point there: hooks run before and after the whole step (after the
+    # update), a wrapped optimizer `step()` does not see the loss terms, a wrapped model changes what
+    # `trainer.model` and the checkpointer hold, and overriding `run_step` would copy the loop.
+    # SimpleTrainer.run_step and AMPTrainer.run_step call `_write_metrics` exactly there.
     def _write_metrics(self, loss_dict, data_time, *args, **kwargs):
         bad = {k: float(v) for k, v in loss_dict.items() if not bool(v.detach().isfinite().all())}
         all_bad = {}

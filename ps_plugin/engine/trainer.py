@@ -61,8 +61,18 @@ def _tag_domains(records, cfg):
 
 
 class PersonSearchTrainer(DefaultTrainer):
+    """DefaultTrainer whose parts come from its public build_* classmethods (model, optimizer, train
+    and test loaders, LR scheduler, hooks, evaluator) and `test`; only `__init__` and the resume of
+    the training stream go beyond them (each says why)."""
+
     def __init__(self, cfg):
-        super(DefaultTrainer, self).__init__()
+        # Detectron2 0.6's DefaultTrainer.__init__ fixes two things inline that no build_* method
+        # reaches: the step loop (SimpleTrainer / AMPTrainer; we need finite_loss.py's NaN guard) and
+        # create_ddp_model's default device_ids=[local rank], which DistributedDataParallel rejects for
+        # a CPU model (launch.py's gloo runs). Calling it would fail on CPU DDP, and swapping the step
+        # loop afterwards would start a second train-loader iterator (workers, and one more draw from
+        # torch's RNG in every run). So this is its body with those two lines changed.
+        super(DefaultTrainer, self).__init__()  # TrainerBase.__init__
         if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
             setup_logger()
         cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
@@ -117,6 +127,8 @@ class PersonSearchTrainer(DefaultTrainer):
         if self.start_iter > 0:
             restored_rng = rng_state()
             loader = self.build_train_loader(self.cfg, start_iter=self.start_iter)
+            # SimpleTrainer has no public way to replace its loader in 0.6 (reset_data_loader came later,
+            # and creates the iterator lazily, after the RNG restore below): set its iterator directly.
             self._trainer.data_loader = loader
             lazy_iterator = hasattr(self._trainer, "_data_loader_iter_obj")  # Detectron2 > 0.6
             setattr(self._trainer, "_data_loader_iter_obj" if lazy_iterator else "_data_loader_iter", iter(loader))

