@@ -35,7 +35,7 @@ from ps_plugin.data.mapper import PersonSearchDatasetMapper
 from ps_plugin.engine import PersonSearchTrainer
 from ps_plugin.modeling.psdiff import PSDiff
 from ps_plugin.modeling.psdiff.teacher import build_psdiff_teacher
-from ps_plugin.structures import QUERY_BOXES
+from ps_plugin.structures import QUERY_BOXES, QUERY_EMBEDDINGS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -104,7 +104,7 @@ def evaluate_model(cfg, model, teacher, dicts):
         image_h, image_w = x["image"].shape[1:]
         scale = torch.tensor([image_w / d["width"], image_h / d["height"]] * 2)
         boxes = original * scale
-        embeddings.append(model.embed_queries({"image": x["image"], QUERY_BOXES: boxes}))
+        embeddings.append(model([{"image": x["image"], QUERY_BOXES: boxes}])[0][QUERY_EMBEDDINGS])
         teacher_embeddings.append(teacher([x], [boxes])[0])
     return found / max(total, 1), torch.cat(embeddings), torch.cat(teacher_embeddings)
 

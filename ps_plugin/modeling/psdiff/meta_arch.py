@@ -3,11 +3,9 @@ import torch
 import torch.nn.functional as F
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, build_backbone
-from detectron2.modeling.postprocessing import detector_postprocess
-from detectron2.structures import ImageList
 from torch import nn
 
-from ps_plugin.structures import GT_BOXES_FOR_REID, GT_EMBEDDINGS, QUERY_BOXES, QUERY_EMBEDDINGS
+from ps_plugin.modeling.common import PersonSearchMetaArch
 
 from .denoiser import PSDiffDenoiser
 from .detections import detections_from_steps
@@ -22,21 +20,18 @@ __all__ = ["PSDiff"]
 
 
 @META_ARCH_REGISTRY.register()
-class PSDiff(nn.Module):
+class PSDiff(PersonSearchMetaArch):
     """PSDiff (Jia et al.): FPN condition c, dual noise generator, CDL denoiser, DDIM refinement.
 
     Training input: list of {"image": [C, H, W] in INPUT.FORMAT, "instances": Instances(gt_boxes,
     gt_classes, gt_pids)} -> losses "loss_cls", "loss_l1", "loss_giou", "loss_reid" (+ "_stage{k}" for
     earlier stages). e0 comes from the frozen teacher (teacher.py), loaded on the first training step.
 
-    Inference input, per image (keys: ps_plugin.structures):
-      - gallery (no QUERY_BOXES): -> {"instances": Instances(pred_boxes, scores, pred_classes,
-        pred_embeddings [n, D] L2-normalised)} in the original size ("height"/"width"); with
-        GT_BOXES_FOR_REID [M, 4] (input-image coordinates) also GT_EMBEDDINGS [M, D] (GT mAP);
-      - query (QUERY_BOXES [K, 4], input-image coordinates) -> {QUERY_EMBEDDINGS: [K, D]}.
-    Given boxes (query boxes, GT boxes for GT mAP) are embedded alike: the sampler runs with the box
-    channel fixed to them (every step RoI-pools exactly those boxes) and refines only the embeddings
-    from seeded noise; the result is the last step's ê0, L2-normalised, one row per box in order.
+    Inference: the contract of ps_plugin.structures (PersonSearchMetaArch). Gallery detections carry
+    the ê0 denoised jointly with their boxes as pred_embeddings. Given boxes (query boxes, GT boxes
+    for GT mAP) are embedded alike (`embed_boxes`): the sampler runs with the box channel fixed to
+    them (every step RoI-pools exactly those boxes) and refines only the embeddings from seeded
+    noise; the result is the last step's ê0, L2-normalised, one row per box in order.
     """
 
     @configurable
@@ -81,8 +76,7 @@ class PSDiff(nn.Module):
         self.query_seed = query_seed
         self.teacher = PSDiffTeacher(teacher, embed_dim) if isinstance(teacher, nn.Module) else teacher
         self.teacher_builder = teacher_builder
-        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
-        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
+        self.register_pixel_statistics(pixel_mean, pixel_std)
 
     @classmethod
     def from_config(cls, cfg):
@@ -116,23 +110,13 @@ class PSDiff(nn.Module):
             "teacher_builder": lambda: build_psdiff_teacher(cfg),
         }
 
-    @property
-    def device(self):
-        return self.pixel_mean.device
-
-    def preprocess_image(self, batched_inputs):
-        images = [(x["image"].to(self.device) - self.pixel_mean) / self.pixel_std for x in batched_inputs]
-        return ImageList.from_tensors(images, self.backbone.size_divisibility)
-
     def condition(self, batched_inputs):
         """Eq. 9: c = f_θ1(S) -> (ImageList, list of FPN maps in IN_FEATURES order)."""
         images = self.preprocess_image(batched_inputs)
-        features = self.backbone(images.tensor)
-        return images, [features[f] for f in self.in_features]
+        return images, self._fpn_maps(self.backbone(images.tensor))
 
-    def forward(self, batched_inputs):
-        if not self.training:
-            return self.inference(batched_inputs)
+    def losses(self, batched_inputs):
+        """Training forward (class docstring): dual noise on GT boxes and teacher e0, CDL denoising."""
         images, features = self.condition(batched_inputs)
         instances = [x["instances"].to(self.device) for x in batched_inputs]
         gt_boxes = [inst.gt_boxes.tensor for inst in instances]
@@ -156,63 +140,47 @@ class PSDiff(nn.Module):
             self.teacher = self.teacher_builder()
         return self.teacher
 
-    def inference(self, batched_inputs, do_postprocess=True):
-        """Gallery and query inputs may be mixed in one batch; outputs keep the input order."""
-        assert not self.training
-        outputs = [{} for _ in batched_inputs]
-        for i, x in enumerate(batched_inputs):
-            if QUERY_BOXES in x:
-                outputs[i][QUERY_EMBEDDINGS] = self.embed_queries(x)
-        gallery = [i for i, x in enumerate(batched_inputs) if QUERY_BOXES not in x]
-        if gallery:
-            self._search_gallery([batched_inputs[i] for i in gallery], [outputs[i] for i in gallery], do_postprocess)
-        return outputs
-
-    def _search_gallery(self, inputs, outputs, do_postprocess):
-        """Detections of every gallery input, plus GT_EMBEDDINGS where GT_BOXES_FOR_REID is given."""
-        images, features = self.condition(inputs)
-        for k, (x, det) in enumerate(zip(inputs, self._detect(images, features))):
-            if GT_BOXES_FOR_REID in x:
-                outputs[k][GT_EMBEDDINGS] = self._embed_boxes([f[k : k + 1] for f in features], x[GT_BOXES_FOR_REID])
-            if do_postprocess:
-                det = detector_postprocess(det, x.get("height", det.image_size[0]), x.get("width", det.image_size[1]))
-            outputs[k]["instances"] = det
-
     def _denoise_fn(self, features):
         """The sampler's view of the denoiser: last stage's outputs on fixed features."""
         return lambda boxes, reid, t: self.denoiser(features, boxes, reid, t)[-1]
 
-    @torch.no_grad()
-    def detect(self, batched_inputs):
-        """Algorithm 2 from N_test Gaussian boxes/embeddings -> Instances in input-image coordinates."""
-        return self._detect(*self.condition(batched_inputs))
+    def _fpn_maps(self, features, image_index=None):
+        """Backbone output {name: [B, C, H_l, W_l]} -> the IN_FEATURES maps, in order (image
+        `image_index` alone, batch 1, when given)."""
+        if image_index is None:
+            return [features[f] for f in self.in_features]
+        return [features[f][image_index : image_index + 1] for f in self.in_features]
 
-    def _detect(self, images, features):
+    def detect(self, images, features, inputs):
+        """Algorithm 2 from N_test Gaussian boxes/embeddings -> Instances (with pred_embeddings ê0)
+        in input-image coordinates."""
         whwh = image_whwh(images.image_sizes, self.device)
-        step_outputs = self.sampler.sample(self._denoise_fn(features), whwh, self.num_proposals_test, self.embed_dim)
+        step_outputs = self.sampler.sample(
+            self._denoise_fn(self._fpn_maps(features)), whwh, self.num_proposals_test, self.embed_dim
+        )
         return detections_from_steps(step_outputs, images.image_sizes, self.nms_thresh, self.max_detections)
 
     @torch.no_grad()
-    def embed_queries(self, query_input):
-        """{"image", QUERY_BOXES: [K, 4]} -> L2-normalised ê0 [K, D] for the given boxes (seeded noise)."""
-        _, features = self.condition([query_input])
-        return self._embed_boxes(features, query_input[QUERY_BOXES])
-
-    @torch.no_grad()
-    def _embed_boxes(self, features, boxes):
-        """Embeddings of given boxes on one image's FPN maps (batch 1).
+    def embed_boxes(self, features, boxes):
+        """Embeddings of given boxes, one image at a time.
 
         Args:
-            features: list of FPN maps [1, C, H_l, W_l].
-            boxes: [K, 4] XYXY in the input image.
+            features: backbone maps {name: [B, C, H_l, W_l]}.
+            boxes: B tensors [K_i, 4], XYXY in the input image.
         Returns:
-            L2-normalised ê0 [K, D], row k for box k; the noise is seeded with PS.PSDIFF.QUERY_SEED.
+            B tensors [K_i, D]: L2-normalised ê0, row k for box k; the sampler runs with the box
+            channel fixed to the boxes and noise seeded with PS.PSDIFF.QUERY_SEED for each image.
         """
-        boxes = torch.as_tensor(boxes, dtype=torch.float32, device=self.device).reshape(1, -1, 4)
-        if boxes.shape[1] == 0:
+        return [
+            self._embed_image_boxes(self._fpn_maps(features, i), image_boxes) for i, image_boxes in enumerate(boxes)
+        ]
+
+    def _embed_image_boxes(self, maps, boxes):
+        """IN_FEATURES maps [1, C, H_l, W_l] of one image, boxes [K, 4] -> ê0 [K, D] L2-normalised."""
+        if len(boxes) == 0:
             return torch.zeros(0, self.embed_dim, device=self.device)
         generator = torch.Generator(device=self.device).manual_seed(self.query_seed)
-        embeddings = self.sampler.sample_embeddings(self._denoise_fn(features), boxes, self.embed_dim, generator)
+        embeddings = self.sampler.sample_embeddings(self._denoise_fn(maps), boxes[None], self.embed_dim, generator)
         return F.normalize(embeddings[0], dim=-1)
 
 

@@ -7,15 +7,12 @@ from detectron2.config import configurable
 from detectron2.layers import batched_nms
 from detectron2.modeling import META_ARCH_REGISTRY, build_anchor_generator, build_backbone
 from detectron2.modeling.box_regression import Box2BoxTransform
-from detectron2.modeling.postprocessing import detector_postprocess
-from detectron2.structures import Boxes, ImageList, Instances, pairwise_iou
-from torch import nn
+from detectron2.structures import Boxes, Instances, pairwise_iou
 
 from ps_plugin.modeling.baseline import resolve_num_pids
-from ps_plugin.modeling.common import OIMLoss
-from ps_plugin.structures import (
-    GT_BOXES_FOR_REID, GT_EMBEDDINGS, QUERY_BOXES, QUERY_EMBEDDINGS, VIEWS, QueryConditionedSearch,
-)
+from ps_plugin.modeling.common import OIMLoss, PersonSearchMetaArch
+from ps_plugin.modeling.common.meta_arch_base import as_box_tensor, to_original_size
+from ps_plugin.structures import GT_BOXES_FOR_REID, QUERY_BOXES, QUERY_EMBEDDINGS, VIEWS, QueryConditionedSearch
 
 from .box_detector import box_class_loss, box_regression_loss
 from .cascade import SPNetCascade
@@ -78,7 +75,7 @@ def _clip_rows(boxes, image_sizes, image_index):
 
 
 @META_ARCH_REGISTRY.register()
-class SPNet(nn.Module, QueryConditionedSearch):
+class SPNet(PersonSearchMetaArch, QueryConditionedSearch):
     """Swap Path Network (Sec. 3.1): backbone + FPN, Anchor Embedder, SP Block, Box Detector,
     Cascade Loop, re-id Box Embedder.
 
@@ -87,15 +84,12 @@ class SPNet(nn.Module, QueryConditionedSearch):
     {"loss_anchor", "loss_reg_s{t}", "loss_cls_s{t}", "loss_reid"}:
     L = L_reid + L_anc + sum_t (L_reg^(t) + L_cls^(t)).
 
-    Inference (`forward` in eval mode; keys: ps_plugin.structures):
-    - gallery input (no QUERY_BOXES), OC mode: [{"instances": Instances(pred_boxes, scores,
-      pred_classes, pred_embeddings [N, D] L2-normalised)}] in original image coordinates; with
-      GT_BOXES_FOR_REID [M, 4] (resized-image coordinates) also GT_EMBEDDINGS [M, D]
-      (L2-normalised re-id embeddings of those boxes, in order: the GT mAP input);
-    - query input (QUERY_BOXES [K, 4] in the resized image): [{QUERY_EMBEDDINGS: [K, D]}].
-    In QC mode gallery detection depends on the query: SPNet implements QueryConditionedSearch
-    (`encode_queries`, `detect_for_queries`; evaluation.query_centric_inference drives them), and
-    `search(query_inputs, gallery_inputs)` runs both on given inputs.
+    Inference (`forward` in eval mode): the contract of ps_plugin.structures (PersonSearchMetaArch);
+    gallery inputs in OC mode only. Re-id embeddings of detections, queries and GT boxes all come
+    from the re-id Box Embedder. In QC mode gallery detection depends on the query: SPNet
+    implements QueryConditionedSearch (`encode_queries`, `detect_for_queries`;
+    evaluation.query_centric_inference drives them), and `search(query_inputs, gallery_inputs)`
+    runs both on given inputs.
     """
 
     @configurable
@@ -130,8 +124,7 @@ class SPNet(nn.Module, QueryConditionedSearch):
         self.oc_topk_anchors, self.qc_topk_anchors = oc_topk_anchors, qc_topk_anchors
         self.score_thresh, self.nms_thresh = score_thresh, nms_thresh
         self.detections_per_image = detections_per_image
-        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
-        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
+        self.register_pixel_statistics(pixel_mean, pixel_std)
         install_stage_filling_hook(self, load_replicate, load_shared_into_separate)
 
     @classmethod
@@ -196,15 +189,7 @@ class SPNet(nn.Module, QueryConditionedSearch):
             "load_shared_into_separate": node.LOAD_SHARED_INTO_SEPARATE,
         }
 
-    @property
-    def device(self):
-        return self.pixel_mean.device
-
     # ----------------------------------------------------------------- shared feature path
-    def preprocess_image(self, inputs):
-        images = [(x["image"].to(self.device).float() - self.pixel_mean) / self.pixel_std for x in inputs]
-        return ImageList.from_tensors(images, self.backbone.size_divisibility)
-
     def _anchor_path(self, features):
         """FPN features -> (anchors Boxes [A], anchor embeddings x_a^0 [B, A, d])."""
         maps = [features[f] for f in self.in_features]
@@ -214,14 +199,10 @@ class SPNet(nn.Module, QueryConditionedSearch):
     def stage_offsets(self, stage, anchor_embeddings, query_embeddings=None):
         return self.cascade.stages[stage].sp_block(anchor_embeddings, query_embeddings)
 
-    def forward(self, batched_inputs):
-        if not self.training:
-            return self.inference(batched_inputs)
-        return self.losses(flatten_views(batched_inputs))
-
     # ----------------------------------------------------------------- training
-    def losses(self, views):
-        """Loss dict for a list of view dicts (see class docstring)."""
+    def losses(self, batched_inputs):
+        """Loss dict for training inputs, k-view inputs expanded to their views (see class docstring)."""
+        views = flatten_views(batched_inputs)
         if self.moco is not None:
             self.moco.update_momentum(self.backbone, self.reid_embedder)
         images = self.preprocess_image(views)
@@ -387,42 +368,30 @@ class SPNet(nn.Module, QueryConditionedSearch):
         return self.moco(embeddings, momentum, identity, is_gt)
 
     # ----------------------------------------------------------------- inference
-    def inference(self, batched_inputs):
-        """Per input: {QUERY_EMBEDDINGS} for query inputs, {"instances"} (and GT_EMBEDDINGS) for
-        gallery inputs (OC)."""
-        images = self.preprocess_image(batched_inputs)
-        features = self.backbone(images.tensor)
+    def detect(self, images, features, inputs):
+        """OC detection in each gallery image (input-image coordinates); QC mode needs a query."""
+        if self.mode == "qc":
+            record = inputs[0]
+            raise ValueError(
+                f"SPNet in QC mode cannot detect in gallery image {record.get('image_id', record.get('file_name'))!r} "
+                "without a query: call model.search(query_inputs, gallery_inputs), or set PS.SPNET.MODE 'oc'."
+            )
         anchors, anchor_embeddings = self._anchor_path(features)
-        results = []
-        for i, record in enumerate(batched_inputs):
-            image_features = {k: v[i : i + 1] for k, v in features.items()}
-            if QUERY_BOXES in record:
-                results.append({QUERY_EMBEDDINGS: self._embed_given_boxes(image_features, record[QUERY_BOXES])})
-                continue
-            if self.mode == "qc":
-                raise ValueError(
-                    f"SPNet in QC mode cannot detect in gallery image {record.get('image_id', record.get('file_name'))!r} "
-                    "without a query: call model.search(query_inputs, gallery_inputs), or set PS.SPNET.MODE 'oc'."
-                )
-            detections = self._detect(image_features, anchors, anchor_embeddings[i], images.image_sizes[i])
-            result = {"instances": self._postprocess(detections, record, images.image_sizes[i])}
-            if GT_BOXES_FOR_REID in record:
-                result[GT_EMBEDDINGS] = self._embed_given_boxes(image_features, record[GT_BOXES_FOR_REID])
-            results.append(result)
-        return results
+        return [
+            self._detect({k: v[i : i + 1] for k, v in features.items()}, anchors, anchor_embeddings[i], image_size)
+            for i, image_size in enumerate(images.image_sizes)
+        ]
 
-    def _embed_given_boxes(self, features, boxes):
-        """L2-normalised re-id embeddings [K, D] of given boxes [K, 4] (resized-image XYXY) of one image."""
-        boxes = torch.as_tensor(boxes, dtype=torch.float32, device=self.device).reshape(-1, 4)
-        return F.normalize(self.reid_embedder(features, [boxes]), dim=1)
-
-    def _postprocess(self, detections, record, image_size):
-        height = record.get("height", image_size[0])
-        width = record.get("width", image_size[1])
-        return detector_postprocess(detections, height, width)
+    def embed_boxes(self, features, boxes):
+        """x^reid of boxes [K_i, 4] of each image, one image at a time -> list of [K_i, D] L2-normalised."""
+        return [
+            F.normalize(self.reid_embedder({k: v[i : i + 1] for k, v in features.items()}, [image_boxes]), dim=1)
+            for i, image_boxes in enumerate(boxes)
+        ]
 
     def _detect(self, features, anchors, anchor_embeddings, image_size, query_embeddings=None):
-        """Detections in one image (resized coordinates). OC, or QC with query_embeddings = [x_q^(t) [d]]."""
+        """Detections in one image (input-image coordinates, no embeddings). OC, or QC with
+        query_embeddings = [x_q^(t) [d]]."""
         stage0 = self.cascade.stages[0].sp_block
         if query_embeddings is None:
             norms = stage0(anchor_embeddings).norm(dim=1)
@@ -449,7 +418,6 @@ class SPNet(nn.Module, QueryConditionedSearch):
         detections.pred_boxes = Boxes(boxes)
         detections.scores = scores
         detections.pred_classes = torch.zeros(len(boxes), dtype=torch.int64, device=boxes.device)
-        detections.pred_embeddings = F.normalize(self.reid_embedder(features, [boxes]), dim=1)
         return detections
 
     @property
@@ -462,10 +430,10 @@ class SPNet(nn.Module, QueryConditionedSearch):
         """One query input ("image", QUERY_BOXES [K, 4] resized-image XYXY) ->
         (x_q^reid [K, D] L2-normalised, x_q^det per cascade stage [K, T + 1, d])."""
         features = self.backbone(self.preprocess_image([query_input]).tensor)
-        boxes = torch.as_tensor(query_input[QUERY_BOXES], dtype=torch.float32, device=self.device).reshape(-1, 4)
+        boxes = as_box_tensor(query_input[QUERY_BOXES], self.device)
         detection_queries = torch.stack([self.cascade.box_embedder(t, self.reid_embedder)(features, [boxes])
                                          for t in range(self.cascade.num_stages)], dim=1)
-        return self._embed_given_boxes(features, boxes), detection_queries
+        return self.embed_boxes(features, [boxes])[0], detection_queries
 
     @torch.no_grad()
     def detect_for_queries(self, gallery_input, detection_queries):
@@ -479,9 +447,12 @@ class SPNet(nn.Module, QueryConditionedSearch):
         for query in detection_queries:
             found = self._detect(features, anchors, anchor_embeddings[0], images.image_sizes[0],
                                  None if self.mode == "oc" else query)
-            detections.append(self._postprocess(found, gallery_input, images.image_sizes[0]))
+            self.attach_embeddings(features, [found])
+            detections.append(to_original_size(found, gallery_input, images.image_sizes[0]))
         gt_boxes = gallery_input.get(GT_BOXES_FOR_REID)
-        return detections, None if gt_boxes is None else self._embed_given_boxes(features, gt_boxes)
+        if gt_boxes is None:
+            return detections, None
+        return detections, self.embed_boxes(features, [as_box_tensor(gt_boxes, self.device)])[0]
 
     @torch.no_grad()
     def search(self, query_inputs, gallery_inputs):
