@@ -173,7 +173,7 @@ def test_lookup_table_size_needs_labeled_training_identities():
 
 def test_missing_training_data_error_points_to_num_pids(tmp_path):
     from ps_plugin.data.datasets.synthps import register_all_synthps
-    from ps_plugin.modeling.baseline.reid_branch import resolve_num_pids
+    from ps_plugin.modeling.common import resolve_num_pids
 
     register_all_synthps(root=str(tmp_path / "absent"), prefix="absent_synthps")
     cfg = tiny_cfg(DATASETS__TRAIN=("absent_synthps_train",))

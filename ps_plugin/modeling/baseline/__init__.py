@@ -1,6 +1,6 @@
 """Baseline person search: Faster R-CNN + OIM re-id embedding head (Xiao et al. 2017)."""
 from .meta_arch import PersonSearchRCNN
-from .reid_branch import ReIDBranch, proposal_pids, resolve_num_pids
+from .reid_branch import ReIDBranch, proposal_pids
 from .roi_heads import PersonSearchRes5ROIHeads, PersonSearchStandardROIHeads
 
 __all__ = [
@@ -9,5 +9,4 @@ __all__ = [
     "PersonSearchStandardROIHeads",
     "ReIDBranch",
     "proposal_pids",
-    "resolve_num_pids",
 ]

@@ -8,8 +8,7 @@ from detectron2.modeling import META_ARCH_REGISTRY, build_anchor_generator, buil
 from detectron2.modeling.box_regression import Box2BoxTransform
 from detectron2.structures import Boxes, Instances
 
-from ps_plugin.modeling.baseline import resolve_num_pids
-from ps_plugin.modeling.common import OIMLoss, PersonSearchMetaArch
+from ps_plugin.modeling.common import OIMLoss, PersonSearchMetaArch, resolve_num_pids
 
 from .cascade import SPNetCascade
 from .checkpoint import install_stage_filling_hook
