@@ -4,6 +4,7 @@ from detectron2.config import CfgNode as CN
 from ps_plugin.modeling.psdiff.config import add_psdiff_config
 from ps_plugin.modeling.spnet.config import add_spnet_config
 
+from .backbone import add_backbone_config
 from .reid import add_reid_config
 from .solver import add_solver_config
 
@@ -78,6 +79,7 @@ def add_ps_config(cfg):
     add_input_config(cfg)
     add_eval_config(cfg)
     add_reid_config(cfg)
+    add_backbone_config(cfg)
     add_solver_config(cfg)
     add_spnet_config(cfg)
     add_psdiff_config(cfg)

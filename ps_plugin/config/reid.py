@@ -1,9 +1,9 @@
-"""Keys of the shared re-id parts (embedding head, OIM) and of the timm backbones."""
+"""Keys of the shared re-id parts (embedding head, OIM): cfg.PS.REID."""
 from detectron2.config import CfgNode as CN
 
 
 def add_reid_config(cfg):
-    """Add cfg.PS.REID (embedding head + OIM) and cfg.PS.BACKBONE (timm backbones)."""
+    """Add cfg.PS.REID (embedding head + OIM)."""
     _C = cfg
     _C.PS.REID = CN()
     # Embedding size (OIM / SeqNet / NAE: 256).
@@ -26,18 +26,3 @@ def add_reid_config(cfg):
     # Norm-aware embedding (NAE, CVPR 2020): the embedding norm gives the detection score.
     _C.PS.REID.NAE = False
     _C.PS.REID.NAE_LOSS_WEIGHT = 1.0
-
-    _C.PS.BACKBONE = CN()
-    # timm model name used by MODEL.BACKBONE.NAME = "build_timm_backbone" (always pretrained=False):
-    # mobilenetv2_100, convnext_tiny, convnext_base, swin_tiny_patch4_window7_224,
-    # swin_base_patch4_window7_224, ...
-    _C.PS.BACKBONE.NAME = "mobilenetv2_100"
-    # Outputs named by stride: res2 (1/4), res3 (1/8), res4 (1/16), res5 (1/32).
-    _C.PS.BACKBONE.OUT_FEATURES = ["res2", "res3", "res4", "res5"]
-    # Wrap in Detectron2's FPN (MODEL.FPN.OUT_CHANNELS / NORM / FUSE_TYPE, LastLevelMaxPool -> p6).
-    _C.PS.BACKBONE.FPN = True
-    # Local timm-named state dict loaded into the timm model at build (tools/convert_pretrained.py
-    # output or a timm checkpoint). "": random init. MODEL.WEIGHTS loads after it.
-    _C.PS.BACKBONE.WEIGHTS = ""
-    # Replace BatchNorm by frozen BatchNorm (Detectron2's FrozenBN convention for small batches).
-    _C.PS.BACKBONE.FREEZE_BN = True
