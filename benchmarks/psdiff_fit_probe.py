@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from detectron2.data import DatasetCatalog
 from detectron2.structures import Boxes, BoxMode, pairwise_iou
 
-from ps_plugin.config import get_ps_cfg
+from ps_plugin.config import get_ps_cfg, load_teacher_cfg
 from ps_plugin.data.mapper import PersonSearchDatasetMapper
 from ps_plugin.engine import PersonSearchTrainer
 from ps_plugin.modeling.psdiff import PSDiff
@@ -83,7 +83,7 @@ def probe_model(cfg, dicts, args):
         if iteration % 25 == 0 or iteration == args.iters - 1:
             shown = {k: round(float(v), 3) for k, v in losses.items() if "stage" not in k}
             print(f"iter {iteration} ({time.perf_counter() - start:.0f} s): {shown}", flush=True)
-    return evaluate_model(cfg, model.eval(), model.teacher or build_psdiff_teacher(cfg), dicts)
+    return evaluate_model(cfg, model.eval(), model.teacher or build_psdiff_teacher(cfg, load_teacher_cfg(cfg)), dicts)
 
 
 @torch.no_grad()
@@ -116,7 +116,7 @@ def probe_head(cfg, dicts, args):
     with torch.no_grad():
         _, features = model.condition(batch)
         gt_boxes = [x["instances"].gt_boxes.tensor for x in batch]
-        teacher = build_psdiff_teacher(cfg)(batch, gt_boxes)
+        teacher = build_psdiff_teacher(cfg, load_teacher_cfg(cfg))(batch, gt_boxes)
     per_image = min(len(b) for b in gt_boxes)
     boxes = torch.stack([b[:per_image] for b in gt_boxes])
     target = torch.stack([e[:per_image] for e in teacher])

@@ -31,7 +31,7 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import DatasetCatalog
 from torch import nn
 
-from ps_plugin.config import get_ps_cfg
+from ps_plugin.config import get_ps_cfg, load_teacher_cfg
 from ps_plugin.data.mapper import PersonSearchDatasetMapper
 from ps_plugin.engine import PersonSearchTrainer
 from ps_plugin.evaluation.search_metrics import ranking_metrics, summarize
@@ -169,7 +169,7 @@ def main():
     model = PersonSearchTrainer.build_model(cfg).eval()
     if cfg.MODEL.WEIGHTS:
         DetectionCheckpointer(model).load(cfg.MODEL.WEIGHTS)
-    teacher_model = build_psdiff_teacher(cfg)
+    teacher_model = build_psdiff_teacher(cfg, load_teacher_cfg(cfg))
     train = cache_rois(model, teacher_model, cfg.DATASETS.TRAIN[0], True, cfg)
     test = cache_rois(model, teacher_model, "synthps_gallery", False, cfg, args.test_images)
     teacher = gt_retrieval(torch.cat([e0 for *_, e0, _ in test]), torch.cat([pids for *_, pids in test]))

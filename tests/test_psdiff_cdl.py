@@ -18,7 +18,8 @@ def _cfg(**psdiff):
     cfg = get_ps_cfg()
     add_psdiff_config(cfg)
     p = cfg.PS.PSDIFF
-    p.HIDDEN_DIM, p.EMBED_DIM, p.NUM_ATTENTION_HEADS, p.DYNAMIC_DIM = C, D, 4, 8
+    p.HIDDEN_DIM, p.NUM_ATTENTION_HEADS, p.DYNAMIC_DIM = C, 4, 8
+    cfg.PS.REID.EMBED_DIM = D
     for key, value in psdiff.items():
         p[key] = value
     return cfg

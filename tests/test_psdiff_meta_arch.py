@@ -10,6 +10,7 @@ from detectron2.utils.events import EventStorage
 from torch import nn
 
 from ps_plugin.config import get_ps_cfg
+from ps_plugin.engine import PersonSearchTrainer
 from ps_plugin.modeling.psdiff import DDIMSampler, DPMSolverPlusPlusSampler, PSDiff, add_psdiff_config
 from ps_plugin.modeling.psdiff.teacher import PSDiffTeacher, channels_differ
 
@@ -49,7 +50,8 @@ def tiny_psdiff_cfg(**psdiff):
     cfg.MODEL.FPN.OUT_CHANNELS = 32
     cfg.TEST.DETECTIONS_PER_IMAGE = 10
     p = cfg.PS.PSDIFF
-    p.HIDDEN_DIM, p.EMBED_DIM, p.NUM_ATTENTION_HEADS, p.DYNAMIC_DIM = 32, D, 4, 8
+    p.HIDDEN_DIM, p.NUM_ATTENTION_HEADS, p.DYNAMIC_DIM = 32, 4, 8
+    cfg.PS.REID.EMBED_DIM = D
     p.NUM_PROPOSALS_TRAIN = p.NUM_PROPOSALS_TEST = 20
     for key, value in psdiff.items():
         p[key] = value
@@ -113,6 +115,31 @@ def test_teacher_with_wrong_embedding_size_is_a_clear_error():
     model = tiny_psdiff()
     model.teacher = PSDiffTeacher(ColorTeacher(dim=8), D)
     with EventStorage(), pytest.raises(ValueError, match="EMBED_DIM"):
+        model([scene()])
+
+
+def _with_teacher_config(tmp_path, teacher_dim):
+    """tiny_psdiff_cfg whose PS.PSDIFF.TEACHER.CONFIG_FILE is a teacher yaml embedding into teacher_dim."""
+    teacher_yaml = tmp_path / "teacher.yaml"
+    teacher_yaml.write_text(f"PS:\n  REID:\n    EMBED_DIM: {teacher_dim}\n")
+    cfg = tiny_psdiff_cfg()
+    cfg.PS.PSDIFF.TEACHER.CONFIG_FILE = str(teacher_yaml)
+    cfg.PS.PSDIFF.TEACHER.WEIGHTS = str(tmp_path / "teacher.pth")
+    return cfg
+
+
+def test_teacher_embedding_size_is_checked_when_the_model_is_built(tmp_path):
+    with pytest.raises(ValueError, match=f"PS.REID.EMBED_DIM={D} but its teacher .* set PS.REID.EMBED_DIM 8"):
+        PersonSearchTrainer.build_model(_with_teacher_config(tmp_path, 8))
+    model = PersonSearchTrainer.build_model(_with_teacher_config(tmp_path, D))
+    assert model.teacher is None  # the teacher's weights load on the first training step
+    with EventStorage(), pytest.raises(FileNotFoundError, match="PS.PSDIFF.TEACHER.WEIGHTS"):
+        model([scene()])
+
+
+def test_training_a_model_built_without_its_teacher_config_names_the_builder(tmp_path):
+    model = build_model(_with_teacher_config(tmp_path, D))
+    with EventStorage(), pytest.raises(RuntimeError, match="PersonSearchTrainer.build_model"):
         model([scene()])
 
 

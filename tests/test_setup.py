@@ -110,6 +110,32 @@ def test_builtin_datasets_registered_with_metadata():
     assert "cuhk_sysu_query_G100" in MetadataCatalog.get("cuhk_sysu_gallery").query_datasets
 
 
+def _imported_modules(path):
+    """Absolute names of the modules a .py file imports (relative imports resolved against its package)."""
+    package = ".".join(path.relative_to(REPO_ROOT).with_suffix("").parts[:-1])
+    names = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = package.rsplit(".", node.level - 1)[0] if node.level else ""
+            module = ".".join(part for part in (base, node.module) if part)
+            names += [module] + [f"{module}.{alias.name}" for alias in node.names]
+    return names
+
+
+def test_modeling_never_imports_ps_plugin_config():
+    """The dependency runs config -> modeling (add_ps_config calls the methods' add_*_config); a model
+    takes its values through from_config, and anything needing a whole config gets it from the caller."""
+    offenders = [
+        f"{path.relative_to(REPO_ROOT)}: {name}"
+        for path in sorted((REPO_ROOT / "ps_plugin" / "modeling").rglob("*.py"))
+        for name in _imported_modules(path)
+        if name == "ps_plugin.config" or name.startswith("ps_plugin.config.")
+    ]
+    assert offenders == []
+
+
 @pytest.mark.slow
 def test_import_reads_no_file_and_opens_no_socket(tmp_path):
     """Importing ps_plugin (after its dependencies) opens no data file and no connection."""

@@ -41,7 +41,7 @@ def tiny_spnet_cfg(mode="oc", cascade_steps=0, shared=True, reid_loss="oim"):
     cfg.MODEL.PIXEL_STD = [57.375, 57.12, 58.395]
     node = cfg.PS.SPNET
     node.MODE, node.CASCADE_STEPS, node.SHARED_HEADS = mode, cascade_steps, shared
-    node.EMBED_DIM, node.REID_DIM = 16, 16 if shared else 32
+    node.EMBED_DIM, cfg.PS.REID.EMBED_DIM = 16, 16 if shared else 32
     node.BOX_EMBEDDER.HEAD, node.BOX_EMBEDDER.CONV_DIM = "conv", 32
     node.REID.LOSS, node.REID.MOCO_QUEUE_SIZE = reid_loss, 64
     node.TRAIN.NUM_SAMPLED_ANCHORS, node.TRAIN.QC_PAIRS_PER_BATCH = 128, 8
@@ -287,7 +287,7 @@ def test_spnet_configs_merge(config_file):
     table2 = {"spnet_s.yaml": (0, True, 128), "spnet_l.yaml": (2, False, 2048), "spnet_l_r50.yaml": (2, False, 2048)}
     if config_file.name in table2:
         node = cfg.PS.SPNET
-        assert (node.CASCADE_STEPS, node.SHARED_HEADS, node.REID_DIM) == table2[config_file.name]
+        assert (node.CASCADE_STEPS, node.SHARED_HEADS, cfg.PS.REID.EMBED_DIM) == table2[config_file.name]
     if "pretrain" in config_file.name:
         assert (cfg.PS.SOLVER.BACKBONE_BASE_LR, cfg.PS.SOLVER.BACKBONE_WEIGHT_DECAY) == (1e-5, 0.0)
         assert (cfg.SOLVER.BASE_LR, cfg.SOLVER.WEIGHT_DECAY) == (1e-4, 1e-3)

@@ -6,7 +6,7 @@ def add_reid_config(cfg):
     """Add cfg.PS.REID (embedding head + OIM)."""
     _C = cfg
     _C.PS.REID = CN()
-    # Embedding size (OIM / SeqNet / NAE: 256).
+    # Re-id embedding size D of every method (OIM / SeqNet / NAE / PSDiff: 256; SPNet-S 128, SPNet-L 2048).
     _C.PS.REID.EMBED_DIM = 256
     # BatchNorm1d after the embedding projection.
     _C.PS.REID.HEAD_BN = True

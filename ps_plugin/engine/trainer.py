@@ -5,14 +5,17 @@ import os
 import weakref
 from collections import OrderedDict
 
+import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader, get_detection_dataset_dicts
 from detectron2.engine import DefaultTrainer
 from detectron2.engine.defaults import create_ddp_model
 from detectron2.evaluation import inference_on_dataset, print_csv_format
+from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
+from ps_plugin.config import load_teacher_cfg
 from ps_plugin.data.mapper import PersonSearchDatasetMapper
 from ps_plugin.data.samplers import SeededMapper, ShuffledStreamDataset, StreamPositionSampler, rng_state, set_rng_state
 from ps_plugin.engine.finite_loss import FiniteLossAMPTrainer, FiniteLossTrainer
@@ -99,6 +102,18 @@ class PersonSearchTrainer(DefaultTrainer):
         """Train, then return the results of the evaluation run at the end of training (or None)."""
         super().train()
         return getattr(self, "_last_eval_results", None)
+
+    @classmethod
+    def build_model(cls, cfg):
+        """Detectron2's build_model, plus the config of a PSDiff teacher (ps_plugin.config.load_teacher_cfg)
+        as the model's `teacher_cfg`: modeling/ never builds a config itself, and PSDiff checks its
+        teacher's embedding size here, when it is built, not at the first step."""
+        teacher_cfg = load_teacher_cfg(cfg)
+        extra = {} if teacher_cfg is None else {"teacher_cfg": teacher_cfg}
+        model = META_ARCH_REGISTRY.get(cfg.MODEL.META_ARCHITECTURE)(cfg, **extra)
+        model.to(torch.device(cfg.MODEL.DEVICE))
+        logger.info(f"Model:\n{model}")
+        return model
 
     @classmethod
     def build_optimizer(cls, cfg, model):

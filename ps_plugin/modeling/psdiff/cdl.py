@@ -61,7 +61,7 @@ class CollaborativeDenoisingLayer(nn.Module):
                 pooler_type=p.POOLER_TYPE,
             ),
             "dim": dim,
-            "embed_dim": p.EMBED_DIM,
+            "embed_dim": cfg.PS.REID.EMBED_DIM,
             "time_dim": 4 * dim,
             "interaction": CollaborativeInteraction(
                 dim,
@@ -75,7 +75,7 @@ class CollaborativeDenoisingLayer(nn.Module):
                 self_attention_over=p.SELF_ATTENTION_OVER,
             ),
             "predictor": PSDiffPredictor(
-                dim, p.EMBED_DIM, p.NUM_CLS_LAYERS, p.NUM_REG_LAYERS, p.PRIOR_PROB, mode=p.PREDICTION
+                dim, cfg.PS.REID.EMBED_DIM, p.NUM_CLS_LAYERS, p.NUM_REG_LAYERS, p.PRIOR_PROB, mode=p.PREDICTION
             ),
             "bbox_weights": p.BBOX_WEIGHTS,
         }

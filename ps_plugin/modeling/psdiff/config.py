@@ -32,9 +32,9 @@ def add_psdiff_head_config(cfg):
     _C.POOLER_RESOLUTION = 7
     _C.POOLER_SAMPLING_RATIO = 2
     _C.POOLER_TYPE = "ROIAlignV2"
-    # C: channel width of F_d and F_r; F_c has 2C channels. D: embedding size of e0 (= the teacher's).
+    # C: channel width of F_d and F_r; F_c has 2C channels. D, the embedding size of e0, is
+    # PS.REID.EMBED_DIM (= the teacher's).
     _C.HIDDEN_DIM = 256
-    _C.EMBED_DIM = 256
     # Stacked CDL stages with separate weights. Paper: a single denoising layer (31M parameters,
     # Table II); DiffusionDet stacks 6. Deep supervision applies to every stage.
     _C.NUM_STAGES = 1

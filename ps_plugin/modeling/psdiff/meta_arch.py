@@ -1,4 +1,6 @@
 """`PSDiff` meta-architecture: person search as dual denoising of boxes and re-id embeddings."""
+from functools import partial
+
 import torch
 import torch.nn.functional as F
 from detectron2.config import configurable
@@ -14,7 +16,7 @@ from .noise_generator import DualNoiseGenerator
 from .sampler import DDIMSampler, DPMSolverPlusPlusSampler
 from .schedule import DiffusionSchedule
 from .signal_coding import gt_boxes_normalized, image_whwh, signal_to_boxes, signal_to_embeddings
-from .teacher import PSDiffTeacher, build_psdiff_teacher
+from .teacher import PSDiffTeacher, build_psdiff_teacher, channels_differ, check_teacher_embed_dim
 
 __all__ = ["PSDiff"]
 
@@ -25,7 +27,8 @@ class PSDiff(PersonSearchMetaArch):
 
     Training input: list of {"image": [C, H, W] in INPUT.FORMAT, "instances": Instances(gt_boxes,
     gt_classes, gt_pids)} -> losses "loss_cls", "loss_l1", "loss_giou", "loss_reid" (+ "_stage{k}" for
-    earlier stages). e0 comes from the frozen teacher (teacher.py), loaded on the first training step.
+    earlier stages). e0 comes from the frozen teacher (teacher.py): its config, passed at build
+    (PersonSearchTrainer.build_model), is checked then; its weights load on the first training step.
 
     Inference: the contract of ps_plugin.structures (PersonSearchMetaArch). Gallery detections carry
     the ê0 denoised jointly with their boxes as pred_embeddings. Given boxes (query boxes, GT boxes
@@ -60,6 +63,7 @@ class PSDiff(PersonSearchMetaArch):
             teacher: a callable (batched_inputs, gt_boxes list) -> list of e0 [M_i, D], or a ps_plugin
                 model answering QUERY_BOXES (wrapped in PSDiffTeacher, kept out of the parameters),
                 or None to call `teacher_builder()` on the first training step.
+            teacher_builder: () -> teacher (a clear error when built without a teacher config).
         """
         super().__init__()
         self.backbone = backbone
@@ -79,8 +83,13 @@ class PSDiff(PersonSearchMetaArch):
         self.register_pixel_statistics(pixel_mean, pixel_std)
 
     @classmethod
-    def from_config(cls, cfg):
+    def from_config(cls, cfg, teacher_cfg=None):
+        """teacher_cfg: the teacher's config (ps_plugin.config.load_teacher_cfg), checked against
+        PS.REID.EMBED_DIM and INPUT.FORMAT here; None: no teacher (inference, or one set later)."""
         p = cfg.PS.PSDIFF
+        if teacher_cfg is not None:
+            check_teacher_embed_dim(cfg.PS.REID.EMBED_DIM, teacher_cfg, p.TEACHER.CONFIG_FILE)
+            channels_differ(cfg.INPUT.FORMAT, teacher_cfg.INPUT.FORMAT, p.TEACHER.CONFIG_FILE)  # raises on a misfit
         backbone = build_backbone(cfg)
         shapes = backbone.output_shape()
         missing = [f for f in p.IN_FEATURES if f not in shapes]
@@ -103,11 +112,11 @@ class PSDiff(PersonSearchMetaArch):
             "pixel_mean": cfg.MODEL.PIXEL_MEAN,
             "pixel_std": cfg.MODEL.PIXEL_STD,
             "num_proposals_test": p.NUM_PROPOSALS_TEST,
-            "embed_dim": p.EMBED_DIM,
+            "embed_dim": cfg.PS.REID.EMBED_DIM,
             "nms_thresh": p.NMS_THRESH,
             "max_detections": cfg.TEST.DETECTIONS_PER_IMAGE,
             "query_seed": p.QUERY_SEED,
-            "teacher_builder": lambda: build_psdiff_teacher(cfg),
+            "teacher_builder": partial(build_psdiff_teacher, cfg, teacher_cfg),
         }
 
     def condition(self, batched_inputs):

@@ -11,7 +11,9 @@ The paper uses a supervised HHCL re-id model; here the natural choice is the bas
     PS.PSDIFF.TEACHER.WEIGHTS      output/teacher/model_final.pth
 
 The teacher is used only in training and is kept outside PSDiff's modules: it is neither trained
-nor saved in PSDiff checkpoints, and inference never loads it.
+nor saved in PSDiff checkpoints, and inference never loads it. Its config comes from
+ps_plugin.config.load_teacher_cfg (PersonSearchTrainer.build_model passes it to PSDiff), which lets
+PSDiff check the teacher's embedding size when it is built.
 """
 import logging
 import os
@@ -21,7 +23,6 @@ import torch.nn.functional as F
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.modeling import build_model
 
-from ps_plugin.config import get_ps_cfg
 from ps_plugin.structures import QUERY_BOXES, QUERY_EMBEDDINGS
 
 logger = logging.getLogger(__name__)
@@ -36,18 +37,37 @@ def _require_file(path, key):
         )
 
 
-def load_teacher_model(config_file, weights, device):
-    """Build the teacher from its yaml and load its local checkpoint -> (model in eval mode, its cfg)."""
+def _missing_teacher(cfg):
+    """Raise for a PSDiff without a teacher config: FileNotFoundError naming PS.PSDIFF.TEACHER.CONFIG_FILE
+    when it is unset or absent, else RuntimeError naming the builder that loads it."""
+    config_file = cfg.PS.PSDIFF.TEACHER.CONFIG_FILE
     _require_file(config_file, "PS.PSDIFF.TEACHER.CONFIG_FILE")
-    _require_file(weights, "PS.PSDIFF.TEACHER.WEIGHTS")
-    cfg = get_ps_cfg()
-    cfg.merge_from_file(config_file)
-    cfg.MODEL.WEIGHTS = weights
-    cfg.MODEL.DEVICE = str(device)
-    model = build_model(cfg)
-    DetectionCheckpointer(model).load(weights)
-    logger.info(f"PSDiff teacher {cfg.MODEL.META_ARCHITECTURE} loaded from {weights}")
-    return model.eval(), cfg
+    raise RuntimeError(
+        f"PSDiff was built without its teacher's config ({config_file}): build it with "
+        "PersonSearchTrainer.build_model(cfg) (it passes ps_plugin.config.load_teacher_cfg(cfg) as "
+        "teacher_cfg), or set model.teacher."
+    )
+
+
+def check_teacher_embed_dim(embed_dim, teacher_cfg, config_file):
+    """Raise when PSDiff's D = PS.REID.EMBED_DIM differs from the teacher's PS.REID.EMBED_DIM."""
+    teacher_dim = teacher_cfg.PS.REID.EMBED_DIM
+    if teacher_dim != embed_dim:
+        raise ValueError(
+            f"PSDiff PS.REID.EMBED_DIM={embed_dim} but its teacher {config_file} embeds into {teacher_dim} "
+            f"dimensions: e0 = Teacher(S, b0) (eq. 11) is PSDiff's embedding target, set PS.REID.EMBED_DIM "
+            f"{teacher_dim} in the PSDiff config."
+        )
+
+
+def load_teacher_model(teacher_cfg):
+    """Build the teacher from its config (ps_plugin.config.load_teacher_cfg) and load its local
+    checkpoint MODEL.WEIGHTS -> model in eval mode."""
+    _require_file(teacher_cfg.MODEL.WEIGHTS, "PS.PSDIFF.TEACHER.WEIGHTS")
+    model = build_model(teacher_cfg)
+    DetectionCheckpointer(model).load(teacher_cfg.MODEL.WEIGHTS)
+    logger.info(f"PSDiff teacher {teacher_cfg.MODEL.META_ARCHITECTURE} loaded from {teacher_cfg.MODEL.WEIGHTS}")
+    return model.eval()
 
 
 def channels_differ(student_format, teacher_format, teacher_config):
@@ -69,7 +89,7 @@ class PSDiffTeacher:
         """
         Args:
             model: frozen teacher answering QUERY_BOXES with QUERY_EMBEDDINGS.
-            embed_dim: D, the teacher's embedding size (= PS.PSDIFF.EMBED_DIM).
+            embed_dim: D, the teacher's embedding size (= PS.REID.EMBED_DIM).
             flip_channels: reverse the channel axis of each image (PSDiff RGB, teacher BGR or vice versa).
         """
         self.model = model.eval()
@@ -114,14 +134,18 @@ class PSDiffTeacher:
         if embeddings.shape != (num_boxes, self.embed_dim):
             raise ValueError(
                 f"PSDiff teacher gave embeddings {tuple(embeddings.shape)} for '{name}', expected "
-                f"({num_boxes}, {self.embed_dim}): set PS.PSDIFF.EMBED_DIM to the teacher's embedding size."
+                f"({num_boxes}, {self.embed_dim}): set PS.REID.EMBED_DIM to the teacher's embedding size."
             )
         return F.normalize(embeddings.float(), dim=-1)
 
 
-def build_psdiff_teacher(cfg):
-    """PSDiffTeacher from PS.PSDIFF.TEACHER.{CONFIG_FILE, WEIGHTS} (raises a clear error when unset)."""
+def build_psdiff_teacher(cfg, teacher_cfg):
+    """PSDiffTeacher for the PSDiff `cfg` from `teacher_cfg` (ps_plugin.config.load_teacher_cfg(cfg));
+    clear errors when that is None or the teacher's checkpoint is missing or its input format or
+    embedding size do not fit."""
+    if teacher_cfg is None:
+        _missing_teacher(cfg)
     config_file = cfg.PS.PSDIFF.TEACHER.CONFIG_FILE
-    model, teacher_cfg = load_teacher_model(config_file, cfg.PS.PSDIFF.TEACHER.WEIGHTS, cfg.MODEL.DEVICE)
+    check_teacher_embed_dim(cfg.PS.REID.EMBED_DIM, teacher_cfg, config_file)
     flip = channels_differ(cfg.INPUT.FORMAT, teacher_cfg.INPUT.FORMAT, config_file)
-    return PSDiffTeacher(model, cfg.PS.PSDIFF.EMBED_DIM, flip_channels=flip)
+    return PSDiffTeacher(load_teacher_model(teacher_cfg), cfg.PS.REID.EMBED_DIM, flip_channels=flip)

@@ -18,8 +18,6 @@ def add_spnet_model_config(cfg):
     _C.PS.SPNET.IN_FEATURES = ["p3", "p4", "p5", "p6", "p7"]
     # Dimension d of x_a, x_q^det and x_o (128 in every variant, Table 2).
     _C.PS.SPNET.EMBED_DIM = 128
-    # Re-id embedding dimension: 128 SPNet-S, 2048 SPNet-L (Table 2).
-    _C.PS.SPNET.REID_DIM = 128
     # Shared Box Embedder for re-id and detection (x_q^reid = x_q^det): True SPNet-S, False SPNet-L.
     _C.PS.SPNET.SHARED_HEADS = True
     # Cascade steps T: 0 SPNet-S, 2 SPNet-L (Table 2). T + 1 box-prediction stages in all.

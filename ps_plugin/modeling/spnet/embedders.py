@@ -115,7 +115,7 @@ class BoxEmbedder(nn.Module):
         self.split_projection = split_projection
         if split_projection:
             if dim % 2:
-                raise ValueError(f"PS.SPNET.REID_DIM must be even (two halves), got {dim}")
+                raise ValueError(f"PS.REID.EMBED_DIM must be even for SPNet (two halves), got {dim}")
             self.input_projection = self._projection(in_channels, dim // 2, bias=True)
             self.output_projection = self._projection(head_channels, dim // 2, bias=True)
             self.input_norm = nn.BatchNorm1d(dim // 2, affine=False)

@@ -74,10 +74,11 @@ class SPNet(SPNetTraining, SPNetQueryConditioned, PersonSearchMetaArch):
     @classmethod
     def from_config(cls, cfg):
         node = cfg.PS.SPNET
-        if node.SHARED_HEADS and node.REID_DIM != node.EMBED_DIM:
+        reid_dim = cfg.PS.REID.EMBED_DIM
+        if node.SHARED_HEADS and reid_dim != node.EMBED_DIM:
             raise ValueError(
-                f"PS.SPNET.SHARED_HEADS=True needs REID_DIM == EMBED_DIM (x_q^reid = x_q^det); got "
-                f"{node.REID_DIM} vs {node.EMBED_DIM}. Set SHARED_HEADS False for a larger re-id dimension."
+                f"PS.SPNET.SHARED_HEADS=True needs PS.REID.EMBED_DIM == PS.SPNET.EMBED_DIM (x_q^reid = x_q^det); "
+                f"got {reid_dim} vs {node.EMBED_DIM}. Set SHARED_HEADS False for a larger re-id dimension."
             )
         backbone = build_backbone(cfg)
         shapes = [backbone.output_shape()[f] for f in node.IN_FEATURES]
@@ -86,7 +87,7 @@ class SPNet(SPNetTraining, SPNetQueryConditioned, PersonSearchMetaArch):
         if len(set(num_anchors)) != 1 or len({s.channels for s in shapes}) != 1:
             raise ValueError("SPNet's Anchor Embedder is shared across levels: every level of "
                              "PS.SPNET.IN_FEATURES needs the same channels and anchors per location")
-        reid_embedder = build_box_embedder(cfg, backbone, node.REID_DIM, split_projection=True)
+        reid_embedder = build_box_embedder(cfg, backbone, reid_dim, split_projection=True)
         reid = node.REID
         moco, reid_loss = None, None
         if reid.LOSS == "moco":
@@ -94,7 +95,7 @@ class SPNet(SPNetTraining, SPNetQueryConditioned, PersonSearchMetaArch):
                                     reid.MOCO_TEMPERATURE, reid.MOCO_CENTROID_INCLUDE_GT)
         elif reid.LOSS == "oim":
             ps_reid = cfg.PS.REID
-            reid_loss = OIMLoss(resolve_num_pids(cfg), ps_reid.QUEUE_SIZE, node.REID_DIM, ps_reid.LUT_MOMENTUM,
+            reid_loss = OIMLoss(resolve_num_pids(cfg), ps_reid.QUEUE_SIZE, reid_dim, ps_reid.LUT_MOMENTUM,
                                 ps_reid.SCALAR)
         else:
             raise ValueError(f"PS.SPNET.REID.LOSS={reid.LOSS!r}: use 'oim' or 'moco'")
