@@ -1,0 +1,86 @@
+#!/usr/bin/env python
+"""The runs of the learning tests (tests/test_learning_*.py) for several seeds: how far each method
+gets above its untrained model, and how much that moves from seed to seed.
+
+    python benchmarks/learning_margins.py --seeds 0 1 [--methods baseline spnet_oc spnet_qc_oc psdiff] [--root DIR]
+
+Each method trains as its test does (tests/learning_fixtures.py: the learning SynthPS, the setups
+QUICKSTART, SPNET_OC, SPNET_QC + SPNET_OC_AFTER_QC, PSDIFF). PSDiff's teacher is the baseline run of
+the same seed. Prints one row per run (untrained -> trained, percentages) and the mean and spread
+(max - min) of each gain; the tests' margins must stay well outside that spread.
+"""
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the learning setups the tests use
+
+from learning_fixtures import (  # noqa: E402
+    QUERY_SET,
+    make_learning_data,
+    run_psdiff,
+    run_quickstart,
+    run_spnet_oc,
+    run_spnet_qc_then_oc,
+)
+
+METRICS = (("det AP", "det/AP"), ("det recall", "det/recall"), ("mAP", f"{QUERY_SET}/mAP"),
+           ("top-1", f"{QUERY_SET}/top1"), ("GT mAP", f"{QUERY_SET}/gt_mAP"))
+METHODS = ("baseline", "spnet_oc", "spnet_qc_oc", "psdiff")
+
+
+def run(method, data, seed, teachers):
+    if method == "baseline":
+        teachers[seed] = run_quickstart(data, seed)
+        return teachers[seed]
+    if method == "spnet_oc":
+        return run_spnet_oc(data, seed)
+    if method == "spnet_qc_oc":
+        return run_spnet_qc_then_oc(data, seed)[1]
+    if seed not in teachers:
+        teachers[seed] = run_quickstart(data, seed)
+    return run_psdiff(data, teachers[seed], seed)
+
+
+def table(rows):
+    header = "| method | seed | " + " | ".join(name for name, _ in METRICS) + " | train + eval s |"
+    lines = [header, "|---|---:|" + "---:|" * (len(METRICS) + 1)]
+    for method, seed, result, seconds in rows:
+        cells = [f"{100 * result.untrained[key]:.1f} → {100 * result.trained[key]:.1f}" for _, key in METRICS]
+        lines.append(f"| {method} | {seed} | " + " | ".join(cells) + f" | {seconds:.0f} |")
+    return "\n".join(lines)
+
+
+def gains(rows):
+    lines = ["| method | " + " | ".join(f"{name} gain (mean, spread)" for name, _ in METRICS) + " |",
+             "|---|" + "---:|" * len(METRICS)]
+    for method in dict.fromkeys(r[0] for r in rows):
+        results = [r[2] for r in rows if r[0] == method]
+        cells = []
+        for _, key in METRICS:
+            values = [100 * (r.trained[key] - r.untrained[key]) for r in results]
+            cells.append(f"{sum(values) / len(values):+.1f} ({max(values) - min(values):.1f})")
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument("--root", help="where data and runs are written (default: a temporary folder)")
+    args = parser.parse_args()
+    data = make_learning_data(args.root or tempfile.mkdtemp(prefix="learning_margins_"))
+    rows, teachers = [], {}
+    for method in args.methods:
+        for seed in args.seeds:
+            start = time.perf_counter()
+            rows.append((method, seed, run(method, data, seed, teachers), time.perf_counter() - start))
+            print(table(rows[-1:]), flush=True)
+    print("\n" + table(rows) + "\n\n" + gains(rows))
+
+
+if __name__ == "__main__":
+    main()
