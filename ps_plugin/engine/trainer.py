@@ -19,7 +19,7 @@ from ps_plugin.config import load_teacher_cfg
 from ps_plugin.data.mapper import PersonSearchDatasetMapper
 from ps_plugin.data.samplers import SeededMapper, ShuffledStreamDataset, StreamPositionSampler, rng_state, set_rng_state
 from ps_plugin.engine.finite_loss import FiniteLossAMPTrainer, FiniteLossTrainer
-from ps_plugin.engine.hooks import GatherRNGStates
+from ps_plugin.engine.hooks import BroadcastBatchNormStatistics, GatherRNGStates
 from ps_plugin.engine.optimizer import build_person_search_optimizer
 from ps_plugin.evaluation import (
     PersonSearchEvaluator,
@@ -95,8 +95,9 @@ class PersonSearchTrainer(DefaultTrainer):
         self.register_hooks(self.build_hooks())
 
     def build_hooks(self):
-        """Detectron2's hooks, after `GatherRNGStates` (which must run before the checkpointer)."""
-        return [GatherRNGStates()] + super().build_hooks()
+        """Detectron2's hooks, after `GatherRNGStates` and `BroadcastBatchNormStatistics` (which must run
+        before the checkpointer)."""
+        return [GatherRNGStates(), BroadcastBatchNormStatistics()] + super().build_hooks()
 
     def train(self):
         """Train, then return the results of the evaluation run at the end of training (or None)."""
