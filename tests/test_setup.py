@@ -89,6 +89,37 @@ def test_every_config_merges(config_file):
     assert any(_lookup(default, key) != value for key, value in values.items())
 
 
+RGB_IMAGENET = ("RGB", [123.675, 116.28, 103.53], [58.395, 57.12, 57.375])
+CAFFE_BGR = ("BGR", [103.53, 116.28, 123.675], [1.0, 1.0, 1.0])
+
+
+def weight_convention(cfg):
+    """The input the config's pretrained backbone expects -> (format, mean, std, ResNet STRIDE_IN_1X1):
+    MSRA `.pkl` ResNets read caffe BGR with the stride in the 1x1 conv; every other source the project
+    can convert (torchvision ResNets, timm models, the deep-sort MobileNetV2) reads RGB ImageNet
+    statistics, ResNets with the stride in the 3x3 conv."""
+    if cfg.MODEL.WEIGHTS.endswith(".pkl"):
+        return CAFFE_BGR + (True,)
+    return RGB_IMAGENET + (False,)
+
+
+@pytest.mark.parametrize("config_file", sorted(f for f in CONFIGS.rglob("*.yaml") if not f.name.startswith("Base")),
+                         ids=lambda p: p.name)
+def test_input_normalisation_matches_the_backbone_weights(config_file):
+    cfg = get_ps_cfg()
+    cfg.merge_from_file(str(config_file))
+    input_format, mean, std, stride_in_1x1 = weight_convention(cfg)
+    assert (cfg.INPUT.FORMAT, list(cfg.MODEL.PIXEL_MEAN), list(cfg.MODEL.PIXEL_STD)) == (input_format, mean, std)
+    if "resnet" in cfg.MODEL.BACKBONE.NAME:
+        assert cfg.MODEL.RESNETS.STRIDE_IN_1X1 == stride_in_1x1
+
+
+def test_input_convention_of_an_msra_resnet():
+    cfg = get_ps_cfg()
+    cfg.MODEL.WEIGHTS = "weights/R-50.pkl"
+    assert weight_convention(cfg) == CAFFE_BGR + (True,)
+
+
 def test_configs_folder_has_base_and_quickstart():
     names = {p.name for p in CONFIGS.glob("*.yaml")}
     assert {"Base-PersonSearch.yaml", "quickstart.yaml"} <= names
