@@ -1,6 +1,32 @@
-"""SGD or AdamW with separate learning rate / weight decay for the backbone and everything after it."""
+"""SGD or AdamW with separate learning rate / weight decay for the backbone and everything after it,
+and gradient clipping: Detectron2's per-parameter "value" / "norm", or "full_model" (DiffusionDet's
+SOLVER.CLIP_GRADIENTS.CLIP_TYPE: one L2 norm over every parameter's gradient)."""
 import torch
 from detectron2.solver.build import maybe_add_gradient_clipping
+
+FULL_MODEL = "full_model"
+
+
+def add_full_model_gradient_clipping(optim_cls, clip_value, norm_type=2.0):
+    """A subclass of `optim_cls` whose step() first rescales all gradients together so that their
+    joint `norm_type` norm is at most `clip_value` (torch.nn.utils.clip_grad_norm_)."""
+
+    class FullModelGradientClipping(optim_cls):
+        def step(self, closure=None):
+            params = [p for group in self.param_groups for p in group["params"]]
+            torch.nn.utils.clip_grad_norm_(params, clip_value, norm_type)
+            return super().step(closure)
+
+    FullModelGradientClipping.__name__ = f"{optim_cls.__name__}WithFullModelGradientClipping"
+    return FullModelGradientClipping
+
+
+def with_gradient_clipping(cfg, optim_cls):
+    """`optim_cls` with the clipping SOLVER.CLIP_GRADIENTS asks for ("full_model" or Detectron2's)."""
+    clip = cfg.SOLVER.CLIP_GRADIENTS
+    if clip.ENABLED and clip.CLIP_TYPE == FULL_MODEL:
+        return add_full_model_gradient_clipping(optim_cls, clip.CLIP_VALUE, clip.NORM_TYPE)
+    return maybe_add_gradient_clipping(cfg, optim_cls)
 
 
 def _backbone_and_head_params(model):
@@ -33,9 +59,9 @@ def build_person_search_optimizer(cfg, model):
     groups = _param_groups(backbone, bb_lr, bb_wd, min(bb_wd, norm_wd)) + _param_groups(head, base_lr, base_wd, norm_wd)
     name = cfg.PS.SOLVER.OPTIMIZER.lower()
     if name == "sgd":
-        optim_cls = maybe_add_gradient_clipping(cfg, torch.optim.SGD)
+        optim_cls = with_gradient_clipping(cfg, torch.optim.SGD)
         return optim_cls(groups, lr=base_lr, momentum=cfg.SOLVER.MOMENTUM, nesterov=cfg.SOLVER.NESTEROV)
     if name == "adamw":
-        optim_cls = maybe_add_gradient_clipping(cfg, torch.optim.AdamW)
+        optim_cls = with_gradient_clipping(cfg, torch.optim.AdamW)
         return optim_cls(groups, lr=base_lr, betas=tuple(cfg.PS.SOLVER.ADAMW_BETAS))
     raise ValueError(f"PS.SOLVER.OPTIMIZER={cfg.PS.SOLVER.OPTIMIZER!r}: use 'SGD' or 'AdamW'")
