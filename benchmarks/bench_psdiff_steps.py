@@ -2,7 +2,7 @@
 """PSDiff "elastic computing" curve (Jia et al., Fig. 5): one trained checkpoint evaluated with 1, 2, 4 and 8
 DDIM steps (PS.PSDIFF.SAMPLE_STEPS overridden), person-search mAP / top-1 and gallery time per image.
 
-    python benchmarks/bench_psdiff_steps.py --config-file configs/psdiff_tiny_synthps.yaml \
+    python benchmarks/bench_psdiff_steps.py --config-file configs/quick_schedules/psdiff_tiny_synthps.yaml \
         --weights output/psdiff_tiny_synthps/model_final.pth --steps 1 2 4 8 \
         --plot docs/images/psdiff_steps.png [--json out.json] [KEY VALUE ...]
 

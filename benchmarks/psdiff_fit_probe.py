@@ -4,7 +4,7 @@
     python benchmarks/psdiff_fit_probe.py [--probe model|head] [--images 4] [--iters 150]
         [--embedding-input noisy|noise] [--max-timestep T] [KEY VALUE ...]
 
-`--probe model` trains the whole model (configs/psdiff_tiny_synthps.yaml plus KEY VALUE overrides)
+`--probe model` trains the whole model (configs/quick_schedules/psdiff_tiny_synthps.yaml plus KEY VALUE overrides)
 on the first --images images of its training set, fixed, through the training mapper, then
 evaluates on the same images:
   - detection recall: GT boxes matched at IoU >= 0.5 by a detection scoring above PS.EVAL.DET_THRESH
@@ -136,7 +136,7 @@ def probe_head(cfg, dicts, args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config-file", default=str(ROOT / "configs" / "psdiff_tiny_synthps.yaml"))
+    parser.add_argument("--config-file", default=str(ROOT / "configs" / "quick_schedules" / "psdiff_tiny_synthps.yaml"))
     parser.add_argument("--probe", choices=("model", "head"), default="model")
     parser.add_argument("--images", type=int, default=4)
     parser.add_argument("--iters", type=int, default=150)

@@ -3,7 +3,7 @@
 
     python benchmarks/psdiff_reid_probe.py [--iters 400] [--eval-period 100] [--heads cdl,mlp] [KEY VALUE ...]
 
-The config (default configs/psdiff_tiny_synthps.yaml, plus KEY VALUE overrides) gives the backbone,
+The config (default configs/quick_schedules/psdiff_tiny_synthps.yaml, plus KEY VALUE overrides) gives the backbone,
 the CDL and the loss. The backbone is fixed: at its initial weights (ImageNet MobileNetV2 + an
 untrained FPN), or those of a trained PSDiff checkpoint given as MODEL.WEIGHTS. Once,
 the script caches the RoIAlign features of every GT box of the SynthPS training images (one pass
@@ -151,7 +151,7 @@ def evaluate_head(head, test):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config-file", default=str(ROOT / "configs" / "psdiff_tiny_synthps.yaml"))
+    parser.add_argument("--config-file", default=str(ROOT / "configs" / "quick_schedules" / "psdiff_tiny_synthps.yaml"))
     parser.add_argument("--heads", default="cdl,mlp", help="comma-separated: cdl, mlp or both")
     parser.add_argument("--iters", type=int, default=400)
     parser.add_argument("--eval-period", type=int, default=100)

@@ -8,6 +8,7 @@ from ps_plugin.config import get_ps_cfg
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 CONFIGS = REPO_ROOT / "configs"
+QUICK_SCHEDULES = CONFIGS / "quick_schedules"   # CPU and instant-test settings
 
 
 def shared_data(*parts):

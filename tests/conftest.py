@@ -13,5 +13,5 @@ def learning_data(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def quickstart_run(learning_data):
-    """configs/quickstart.yaml trained on the learning SynthPS (TrainedRun)."""
+    """configs/quick_schedules/quickstart.yaml trained on the learning SynthPS (TrainedRun)."""
     return run_quickstart(learning_data)

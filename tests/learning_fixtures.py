@@ -13,7 +13,7 @@ import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import DatasetCatalog
 
-from common import CONFIGS
+from common import QUICK_SCHEDULES
 from ps_plugin.config import get_ps_cfg
 from ps_plugin.data.datasets.synthps import register_all_synthps
 from ps_plugin.data.synthps import generate_synthps
@@ -82,7 +82,7 @@ def learning_cfg(setup, data, name, seed=0):
     """`setup`'s config on the learning SynthPS: its own sets, 240-px images, `data`'s backbone
     weights, output in `data.root / name`, no loader workers, `setup.iterations` and `setup.opts`."""
     cfg = get_ps_cfg()
-    cfg.merge_from_file(str(CONFIGS / setup.config_file))
+    cfg.merge_from_file(str(QUICK_SCHEDULES / setup.config_file))
     cfg.DATASETS.TRAIN = (TRAIN_SET,)
     cfg.DATASETS.TEST = (QUERY_SET,)
     cfg.MODEL.DEVICE = "cpu"
@@ -163,7 +163,7 @@ def train_and_evaluate(cfg, evaluate=True):
 
 
 def run_quickstart(data, seed=0):
-    """The baseline: configs/quickstart.yaml (also the PSDiff teacher)."""
+    """The baseline: configs/quick_schedules/quickstart.yaml (also the PSDiff teacher)."""
     return train_and_evaluate(learning_cfg(QUICKSTART, data, f"quickstart_seed{seed}", seed))
 
 

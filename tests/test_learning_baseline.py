@@ -1,4 +1,4 @@
-"""The baseline (OIM Faster R-CNN, configs/quickstart.yaml) learns to detect and search on the
+"""The baseline (OIM Faster R-CNN, configs/quick_schedules/quickstart.yaml) learns to detect and search on the
 learning SynthPS, and its losses fall. Margins: docs/BENCHMARKS.md, "Learning tests"."""
 import pytest
 

@@ -1,5 +1,5 @@
 """PSDiff learns to detect and search on the learning SynthPS with the quickstart model as its frozen
-teacher (configs/psdiff_tiny_ddet_synthps.yaml, shortened, 1 sampling step), and its box losses fall.
+teacher (configs/quick_schedules/psdiff_tiny_ddet_synthps.yaml, shortened, 1 sampling step), and its box losses fall.
 Margins: docs/BENCHMARKS.md, "Learning tests"."""
 import pytest
 

@@ -1,5 +1,4 @@
 """PSDiff meta-architecture on a tiny CPU model: training step, gallery and query inference, configs."""
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,9 +13,11 @@ from ps_plugin.engine import PersonSearchTrainer
 from ps_plugin.modeling.psdiff import DDIMSampler, DPMSolverPlusPlusSampler, PSDiff, add_psdiff_config
 from ps_plugin.modeling.psdiff.teacher import PSDiffTeacher, channels_differ
 
+from common import CONFIGS
+
 D = 16
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
-CONFIGS = ["psdiff_r50.yaml", "psdiff_swin_b.yaml", "psdiff_tiny_synthps.yaml", "psdiff_tiny_ddet_synthps.yaml"]
+PSDIFF_CONFIGS = ["psdiff_r50.yaml", "psdiff_swin_b.yaml", "quick_schedules/psdiff_tiny_synthps.yaml",
+           "quick_schedules/psdiff_tiny_ddet_synthps.yaml"]
 
 
 class ColorTeacher(nn.Module):
@@ -248,11 +249,11 @@ def test_unknown_sampler_is_a_clear_error():
         tiny_psdiff(SAMPLER="euler")
 
 
-@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("name", PSDIFF_CONFIGS)
 def test_psdiff_configs_merge_with_paper_values(name):
     cfg = get_ps_cfg()
     add_psdiff_config(cfg)
-    cfg.merge_from_file(str(CONFIG_DIR / name))
+    cfg.merge_from_file(str(CONFIGS / name))
     assert cfg.MODEL.META_ARCHITECTURE == "PSDiff" and cfg.PS.SOLVER.OPTIMIZER == "AdamW"
     p = cfg.PS.PSDIFF
     assert (p.BOX_SCALE, p.EMBED_SCALE, p.TIMESTEPS) == (2.0, 3.0, 1000)
@@ -263,14 +264,14 @@ def test_psdiff_configs_merge_with_paper_values(name):
         assert p.NUM_PROPOSALS_TRAIN == p.NUM_PROPOSALS_TEST == 300 and p.SAMPLE_STEPS == 8
 
 
-@pytest.mark.parametrize("name", ["psdiff_tiny_synthps.yaml", "psdiff_tiny_ddet_synthps.yaml"])
+@pytest.mark.parametrize("name", PSDIFF_CONFIGS[2:])
 def test_tiny_synthps_configs_build_a_model(name):
     cfg = get_ps_cfg()
     add_psdiff_config(cfg)
-    cfg.merge_from_file(str(CONFIG_DIR / name))
+    cfg.merge_from_file(str(CONFIGS / name))
     model = build_model(cfg)
     assert isinstance(model, PSDiff)
-    assert model.criterion.normalize_embeddings == (name == "psdiff_tiny_ddet_synthps.yaml")
+    assert model.criterion.normalize_embeddings == name.endswith("psdiff_tiny_ddet_synthps.yaml")
 
 
 @pytest.mark.slow

@@ -3,7 +3,7 @@
 Search behaviour is checked with `ColourBoxSearchModel`, a registered test meta-architecture whose
 detections are the coloured rectangles of a grey scene and whose embedding of a box is its mean colour:
 it makes rankings exact and shows that any meta-architecture with `pred_embeddings` works. The tools
-run with a tiny random-weight model from configs/quickstart.yaml.
+run with a tiny random-weight model from configs/quick_schedules/quickstart.yaml.
 """
 import json
 import sys
@@ -17,7 +17,7 @@ from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.structures import Boxes, Instances
 from torch import nn
 
-from common import CONFIGS, REPO_ROOT, tiny_cfg
+from common import QUICK_SCHEDULES, REPO_ROOT, tiny_cfg
 from ps_plugin.search import GalleryIndex, PersonSearcher
 
 sys.path.insert(0, str(REPO_ROOT / "tools"))
@@ -89,7 +89,7 @@ def gallery(tmp_path):
 
 
 def colour_searcher(index_dir=None):
-    cfg = tiny_cfg(CONFIGS / "quickstart.yaml", MODEL__META_ARCHITECTURE="ColourBoxSearchModel",
+    cfg = tiny_cfg(QUICK_SCHEDULES / "quickstart.yaml", MODEL__META_ARCHITECTURE="ColourBoxSearchModel",
                    PS__BACKBONE__WEIGHTS="", INPUT__MIN_SIZE_TEST=96, INPUT__MAX_SIZE_TEST=128)
     return PersonSearcher.from_config(cfg, index_dir=index_dir)
 
@@ -164,7 +164,7 @@ def test_clear_errors(gallery, tmp_path):
 
 
 def test_model_without_embeddings_is_rejected(gallery):
-    cfg = tiny_cfg(CONFIGS / "quickstart.yaml", PS__BACKBONE__WEIGHTS="", MODEL__META_ARCHITECTURE="GeneralizedRCNN",
+    cfg = tiny_cfg(QUICK_SCHEDULES / "quickstart.yaml", PS__BACKBONE__WEIGHTS="", MODEL__META_ARCHITECTURE="GeneralizedRCNN",
                    MODEL__ROI_HEADS__NAME="StandardROIHeads", INPUT__MIN_SIZE_TEST=64, INPUT__MAX_SIZE_TEST=96)
     searcher = PersonSearcher.from_config(cfg)
     with pytest.raises(TypeError, match="pred_embeddings"):
@@ -174,7 +174,7 @@ def test_model_without_embeddings_is_rejected(gallery):
 def test_demo_writes_annotated_images(gallery, tmp_path):
     out = tmp_path / "demo"
     images = [str(gallery / "a.png"), str(gallery / "b.png")]
-    argv = ["--config-file", str(CONFIGS / "quickstart.yaml"), "--input", *images,
+    argv = ["--config-file", str(QUICK_SCHEDULES / "quickstart.yaml"), "--input", *images,
             "--output", str(out), "--confidence-threshold", "0.0", *QUICK_OPTS]
     written = demo.main(demo.get_parser().parse_args(argv))
     assert sorted(Path(p).name for p in written) == ["a.png", "b.png"]
@@ -186,7 +186,7 @@ def test_search_cli_writes_montage_and_hits(gallery, tmp_path):
     out = tmp_path / "search"
     crop = tmp_path / "crop.png"
     cv2.imwrite(str(crop), cv2.imread(str(gallery / "b.png"))[30:110, 20:60])
-    argv = ["--config-file", str(CONFIGS / "quickstart.yaml"), "--query", str(crop), "--gallery", str(gallery),
+    argv = ["--config-file", str(QUICK_SCHEDULES / "quickstart.yaml"), "--query", str(crop), "--gallery", str(gallery),
             "--output", str(out), "--top-k", "3", "--min-score", "0", *QUICK_OPTS]
     hits = search.main(search.get_parser().parse_args(argv))
     assert len(hits) == 3

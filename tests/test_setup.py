@@ -15,6 +15,8 @@ from ps_plugin.config import add_ps_config, get_ps_cfg, setup_cfg
 
 from common import CONFIGS, REPO_ROOT
 
+ALL_CONFIGS = sorted(CONFIGS.rglob("*.yaml"))
+
 
 def _all_keys(node, prefix=""):
     keys = set()
@@ -75,7 +77,7 @@ def _lookup(cfg, key):
     return _plain(cfg)
 
 
-@pytest.mark.parametrize("config_file", sorted(CONFIGS.rglob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("config_file", ALL_CONFIGS, ids=lambda p: p.name)
 def test_every_config_merges(config_file):
     """Every value the file and its _BASE_ chain set (read here with plain yaml) is in the merged
     config, and at least one differs from the default, so a dropped or overridden file shows."""
@@ -120,9 +122,54 @@ def test_input_convention_of_an_msra_resnet():
     assert weight_convention(cfg) == CAFFE_BGR + (True,)
 
 
-def test_configs_folder_has_base_and_quickstart():
-    names = {p.name for p in CONFIGS.glob("*.yaml")}
-    assert {"Base-PersonSearch.yaml", "quickstart.yaml"} <= names
+def _base_chain(config_file):
+    """[config_file, its _BASE_, that file's _BASE_, ...] up to the file with no _BASE_."""
+    chain = [config_file]
+    while "_BASE_" in (data := yaml.safe_load(chain[-1].read_text()) or {}):
+        chain.append((chain[-1].parent / data["_BASE_"]).resolve())
+    return chain
+
+
+
+def test_config_tree_layout():
+    """Bases in configs/, published settings beside them, CPU and instant-test settings in quick_schedules/."""
+    bases = {p.name for p in CONFIGS.glob("Base-*.yaml")}
+    assert {"Base-PersonSearch.yaml", "Base-PersonSearchRCNN.yaml", "Base-SPNet.yaml", "Base-PSDiff.yaml"} <= bases
+    for config_file in ALL_CONFIGS:
+        cfg = get_ps_cfg()
+        cfg.merge_from_file(str(config_file))
+        on_cpu = cfg.MODEL.DEVICE == "cpu"
+        assert on_cpu == (config_file.parent.name == "quick_schedules"), config_file.name
+
+
+@pytest.mark.parametrize("config_file", ALL_CONFIGS, ids=lambda p: p.name)
+def test_config_reaches_the_shared_base_through_one_method_base(config_file):
+    """Every chain ends in Base-PersonSearch.yaml; a file sits at most 2 `_BASE_` levels below the
+    first Base-<method>.yaml of its chain."""
+    chain = _base_chain(config_file.resolve())
+    assert chain[-1].name == "Base-PersonSearch.yaml"
+    if config_file.name != "Base-PersonSearch.yaml":
+        method_base = next(i for i, path in enumerate(chain) if path.name.startswith("Base-"))
+        assert method_base <= 2, [path.name for path in chain]
+
+
+@pytest.mark.parametrize("config_file", ALL_CONFIGS, ids=lambda p: p.name)
+def test_no_config_restates_what_it_inherits(config_file):
+    """A key a file sets differs from the value its _BASE_ chain (or the defaults) already gives."""
+    data = yaml.safe_load(config_file.read_text())
+    inherited = get_ps_cfg()
+    if "_BASE_" in data:
+        inherited.merge_from_file(str(config_file.parent / data.pop("_BASE_")))
+    restated = [key for key, value in _leaves(data) if _lookup(inherited, key) == value]
+    assert restated == []
+
+
+def test_shared_base_holds_no_method_keys():
+    """Base-PersonSearch.yaml: no meta-architecture and no method node (PS.<METHOD>, Faster R-CNN heads)."""
+    keys = {key for key, _ in _leaves(yaml.safe_load((CONFIGS / "Base-PersonSearch.yaml").read_text()))}
+    method_nodes = ("MODEL.META_ARCHITECTURE", "MODEL.RPN.", "MODEL.ROI_", "MODEL.ANCHOR_GENERATOR.",
+                    "PS.SPNET.", "PS.PSDIFF.")
+    assert [key for key in keys if key.startswith(method_nodes)] == []
 
 
 def test_builtin_datasets_registered_with_metadata():

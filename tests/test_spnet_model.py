@@ -2,7 +2,6 @@
 independent cascade stages, PT-Rep loading, the inference contract and the yaml configs."""
 import io
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -17,9 +16,9 @@ from ps_plugin.engine import PersonSearchTrainer
 from ps_plugin.evaluation import query_centric_inference
 from ps_plugin.modeling.spnet import SPNet  # noqa: F401  (registers the meta-architecture)
 from ps_plugin.modeling.spnet.config import add_spnet_config
+from common import CONFIGS, QUICK_SCHEDULES
 from train_fixtures import register_tiny, tiny_synthps
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 IMAGE_HW = (96, 128)
 BOXES = [[8.0, 8.0, 40.0, 88.0], [60.0, 10.0, 100.0, 90.0]]
 
@@ -274,7 +273,7 @@ def test_trainer_evaluates_qc_mode_with_a_gallery_pass_per_query(tmp_path):
         assert per_query[key] == pytest.approx(oc[key], abs=1e-9), key
 
 
-SPNET_CONFIGS = sorted(CONFIGS.glob("spnet_*.yaml"))
+SPNET_CONFIGS = sorted(CONFIGS.rglob("spnet_*.yaml"))
 
 
 @pytest.mark.parametrize("config_file", SPNET_CONFIGS, ids=lambda p: p.name)
@@ -296,7 +295,7 @@ def test_spnet_configs_merge(config_file):
 def test_tiny_synthps_config_builds_and_trains_one_step():
     cfg = get_ps_cfg()
     add_spnet_config(cfg)
-    cfg.merge_from_file(str(CONFIGS / "spnet_tiny_qc_synthps.yaml"))
+    cfg.merge_from_file(str(QUICK_SCHEDULES / "spnet_tiny_qc_synthps.yaml"))
     cfg.PS.SPNET.TRAIN.NUM_SAMPLED_ANCHORS, cfg.PS.SPNET.TRAIN.QC_PAIRS_PER_BATCH = 64, 4
     model = _build(cfg)
     with EventStorage():
@@ -312,7 +311,7 @@ def test_mobilenetv2_synthps_config_uses_imagenet_c5_blocks_as_box_head():
     (ImageNet weights, trained separately from the backbone), and one OC training step runs."""
     cfg = get_ps_cfg()
     add_spnet_config(cfg)
-    cfg.merge_from_file(str(CONFIGS / "spnet_mnv2_oc_synthps.yaml"))
+    cfg.merge_from_file(str(QUICK_SCHEDULES / "spnet_mnv2_oc_synthps.yaml"))
     cfg.PS.BACKBONE.WEIGHTS = str(CONFIGS.parent / cfg.PS.BACKBONE.WEIGHTS)
     cfg.PS.SPNET.TRAIN.NUM_SAMPLED_ANCHORS = 64
     cfg.PS.REID.NUM_PIDS, cfg.PS.REID.QUEUE_SIZE = 8, 16

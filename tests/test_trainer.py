@@ -9,7 +9,7 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import DatasetCatalog
 from detectron2.engine import default_argument_parser
 
-from common import CONFIGS, REPO_ROOT
+from common import QUICK_SCHEDULES, REPO_ROOT
 from ps_plugin.data.datasets.common import register_person_search
 from ps_plugin.engine import PersonSearchTrainer
 from ps_plugin.engine.finite_loss import NonFiniteLossError
@@ -103,7 +103,7 @@ def test_wrong_model_weights_path_is_named_by_train_net_setup(tmp_path):
     train_net = load_train_net()
     missing = tmp_path / "no_such_model.pth"
     args = default_argument_parser().parse_args(
-        ["--config-file", str(CONFIGS / "quickstart.yaml"), "MODEL.WEIGHTS", str(missing), "OUTPUT_DIR", str(tmp_path)]
+        ["--config-file", str(QUICK_SCHEDULES / "quickstart.yaml"), "MODEL.WEIGHTS", str(missing), "OUTPUT_DIR", str(tmp_path)]
     )
     with pytest.raises(FileNotFoundError, match=str(missing)):
         train_net.setup(args)

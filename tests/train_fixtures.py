@@ -1,7 +1,7 @@
 """Tiny end-to-end training setups for the trainer, resume and DDP tests (CPU, seconds each).
 
 `tiny_synthps(root)` writes a few small SynthPS scenes; `tiny_train_cfg(root, prefix, output_dir)`
-is configs/quickstart.yaml shrunk to a MobileNetV2-0.5 on 64-96 px images. `run_training(cfg)`
+is configs/quick_schedules/quickstart.yaml shrunk to a MobileNetV2-0.5 on 64-96 px images. `run_training(cfg)`
 trains and returns the final state (`final_state`); `ddp_main` is the same, launched per process.
 """
 import os
@@ -12,7 +12,7 @@ from detectron2.modeling.proposal_generator import rpn
 from detectron2.modeling.roi_heads import roi_heads
 from detectron2.utils import comm
 
-from common import CONFIGS, tiny_cfg
+from common import QUICK_SCHEDULES, tiny_cfg
 from ps_plugin.data.datasets.synthps import register_all_synthps
 from ps_plugin.data.synthps import generate_synthps
 from ps_plugin.data.synthps.config import SynthPSSize
@@ -37,12 +37,12 @@ def register_tiny(root, prefix):
 
 
 def tiny_train_cfg(root, prefix, output_dir, **solver):
-    """configs/quickstart.yaml, shrunk: MobileNetV2-0.5 (random init), 64-112 px images, no workers.
+    """configs/quick_schedules/quickstart.yaml, shrunk: MobileNetV2-0.5 (random init), 64-112 px images, no workers.
 
     `solver` overrides SOLVER keys (e.g. MAX_ITER=4, CHECKPOINT_PERIOD=2).
     """
     register_tiny(root, prefix)
-    cfg = tiny_cfg(CONFIGS / "quickstart.yaml")
+    cfg = tiny_cfg(QUICK_SCHEDULES / "quickstart.yaml")
     cfg.DATASETS.TRAIN = (f"{prefix}_train",)
     cfg.DATASETS.TEST = ()  # no evaluation after training (DefaultTrainer's EvalHook always runs one)
     cfg.OUTPUT_DIR = str(output_dir)

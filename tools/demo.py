@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """Detect people in images or a video with a person-search model and write annotated images.
 
-    python tools/demo.py --config-file configs/quickstart.yaml --input "photos/*.jpg" --output out/ \
+    python tools/demo.py --config-file configs/quick_schedules/quickstart.yaml --input "photos/*.jpg" --output out/ \
         MODEL.WEIGHTS output/quickstart/model_final.pth
-    python tools/demo.py --config-file configs/quickstart.yaml --video-input cam1.avi --every 25 --output out/
+    python tools/demo.py --config-file configs/quick_schedules/quickstart.yaml --video-input cam1.avi --every 25 --output out/
 
 Images keep their file name (a clash between folders gets the folder name as a prefix); video frames
 are written as <video stem>_frame<number>.jpg. Boxes scoring below --confidence-threshold are not drawn.

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """`make demo`: generate SynthPS, train the quickstart model on the CPU, evaluate, print metrics.
 
-    python tools/quickstart.py                       # configs/quickstart.yaml
+    python tools/quickstart.py                       # configs/quick_schedules/quickstart.yaml
     python tools/quickstart.py SOLVER.MAX_ITER 100   # config overrides
 
 Steps: SynthPS is generated under $DETECTRON2_DATASETS (default datasets/) when missing; building
@@ -57,7 +57,7 @@ def _table(rows):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config-file", default="configs/quickstart.yaml")
+    parser.add_argument("--config-file", default="configs/quick_schedules/quickstart.yaml")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ...")
     args = parser.parse_args()
     ensure_synthps()

@@ -2,10 +2,10 @@
 """Search a gallery folder or video for a query person; write a ranked montage PNG and a JSON of hits.
 
     # the query image IS the person (a crop):
-    python tools/search.py --config-file configs/quickstart.yaml --query crop.jpg \
+    python tools/search.py --config-file configs/quick_schedules/quickstart.yaml --query crop.jpg \
         --gallery footage/ --index output/index --output out/ MODEL.WEIGHTS output/quickstart/model_final.pth
     # the person is a box in a scene image; the gallery is every 10th frame of a video:
-    python tools/search.py --config-file configs/quickstart.yaml --query scene.jpg --box 40 30 90 200 \
+    python tools/search.py --config-file configs/quick_schedules/quickstart.yaml --query scene.jpg --box 40 30 90 200 \
         --video cam1.avi --every 10 --index output/cam1_index --output out/
 
 --index DIR keeps the gallery index on disk: a later run reuses it and indexes only new images/frames.

@@ -1,10 +1,10 @@
 #!/usr/bin/env python
 """Train or evaluate a person-search model: Detectron2's train_net shape (setup, main, launch).
 
-    python tools/train_net.py --config-file configs/quickstart.yaml
-    python tools/train_net.py --config-file configs/quickstart.yaml --eval-only MODEL.WEIGHTS output/model_final.pth
-    python tools/train_net.py --config-file configs/quickstart.yaml --resume
-    python tools/train_net.py --config-file configs/quickstart.yaml --num-gpus 2   # 2 GPUs, or 2 CPU processes (gloo)
+    python tools/train_net.py --config-file configs/quick_schedules/quickstart.yaml
+    python tools/train_net.py --config-file configs/quick_schedules/quickstart.yaml --eval-only MODEL.WEIGHTS output/model_final.pth
+    python tools/train_net.py --config-file configs/quick_schedules/quickstart.yaml --resume
+    python tools/train_net.py --config-file configs/quick_schedules/quickstart.yaml --num-gpus 2   # 2 GPUs, or 2 CPU processes (gloo)
 """
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.engine import default_argument_parser, default_setup
