@@ -88,10 +88,12 @@ def gallery(tmp_path):
     return folder
 
 
-def colour_searcher(index_dir=None, **kwargs):
-    cfg = tiny_cfg(CONFIGS / "quickstart.yaml", MODEL__META_ARCHITECTURE="ColourBoxSearchModel",
+def colour_searcher(index_dir=None, weights="", opts=(), allow_untrained=True, **kwargs):
+    """PersonSearcher of ColourBoxSearchModel; `opts`: further KEY VALUE overrides; kwargs: PersonSearcher's."""
+    cfg = tiny_cfg(CONFIGS / "quickstart.yaml", MODEL__META_ARCHITECTURE="ColourBoxSearchModel", MODEL__WEIGHTS=weights,
                    PS__BACKBONE__WEIGHTS="", INPUT__MIN_SIZE_TEST=96, INPUT__MAX_SIZE_TEST=128)
-    return PersonSearcher.from_config(cfg, index_dir=index_dir, allow_untrained=True, **kwargs)
+    cfg.merge_from_list(list(opts))
+    return PersonSearcher.from_config(cfg, index_dir=index_dir, allow_untrained=allow_untrained, **kwargs)
 
 
 def test_index_incremental_save_load_and_exact_query(gallery, tmp_path):

@@ -69,21 +69,17 @@ def _inside(path, folder):
 
 def image_outputs(paths, output_dir):
     """(input path, output path) pairs: each output at its input's path relative to the inputs' common
-    folder, under `output_dir`. Inputs inside `output_dir` (earlier outputs) are left out; an output
-    that is an input raises ValueError."""
+    folder, under `output_dir`. Inputs inside `output_dir` (earlier outputs) are left out, so no output
+    is ever an input; when that leaves none, ValueError."""
     output_dir = os.path.abspath(output_dir)
     inputs = [os.path.abspath(p) for p in paths if not _inside(os.path.abspath(p), output_dir)]
+    if not inputs:
+        raise ValueError(f"--output '{output_dir}' holds every input image: writing there would overwrite input "
+                         "images or mix outputs with them. Give an output folder outside the inputs.")
     if len(inputs) < len(paths):
         logger.warning(f"Left out {len(paths) - len(inputs)} image(s) under --output '{output_dir}': outputs are not inputs.")
-    if not inputs:
-        return []
     root = os.path.commonpath([os.path.dirname(p) for p in inputs])
-    pairs = [(p, os.path.join(output_dir, os.path.relpath(p, root))) for p in inputs]
-    overwritten = set(inputs).intersection(destination for _, destination in pairs)
-    if overwritten:
-        raise ValueError(f"--output '{output_dir}' would overwrite input images (e.g. '{sorted(overwritten)[0]}'): "
-                         "give an output folder other than the input folder.")
-    return pairs
+    return [(p, os.path.join(output_dir, os.path.relpath(p, root))) for p in inputs]
 
 
 def video_frames(path, every, output_dir, on_error):
