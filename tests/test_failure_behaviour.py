@@ -179,8 +179,11 @@ def test_identity_map_rows_hand_worked():
 def register_relabelled(root, name, relabel):
     """`name`: the tiny SynthPS training set with each labeled id p replaced by relabel(p)."""
     def load():
-        return [{**{k: v for k, v in r.items() if k != "dataset_name"}, "annotations": [{**a, "person_id": relabel(a["person_id"]) if a["person_id"] >= 0 else -1}
-                                      for a in r["annotations"]]} for r in DatasetCatalog.get("ids_train")]
+        records = [{k: v for k, v in r.items() if k != "dataset_name"} for r in DatasetCatalog.get("ids_train")]
+        for record in records:
+            record["annotations"] = [{**a, "person_id": relabel(a["person_id"]) if a["person_id"] >= 0 else -1}
+                                     for a in record["annotations"]]
+        return records
 
     register_tiny(root, "ids")
     if name not in DatasetCatalog.list():

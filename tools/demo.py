@@ -77,7 +77,8 @@ def image_outputs(paths, output_dir):
         raise ValueError(f"--output '{output_dir}' holds every input image: writing there would overwrite input "
                          "images or mix outputs with them. Give an output folder outside the inputs.")
     if len(inputs) < len(paths):
-        logger.warning(f"Left out {len(paths) - len(inputs)} image(s) under --output '{output_dir}': outputs are not inputs.")
+        logger.warning(f"Left out {len(paths) - len(inputs)} image(s) under --output '{output_dir}': outputs are "
+                       "not inputs.")
     root = os.path.commonpath([os.path.dirname(p) for p in inputs])
     return [(p, os.path.join(output_dir, os.path.relpath(p, root))) for p in inputs]
 

@@ -30,7 +30,8 @@ def box_array(boxes, owner, source):
     if boxes.ndim == 1 and boxes.shape[0] == 4:
         return boxes.reshape(1, 4)
     if boxes.ndim != 2 or boxes.shape[1] != 4:
-        hint = " It looks transposed: store one row per box ([N, 4], boxes.T)." if boxes.ndim == 2 and boxes.shape[0] == 4 else ""
+        transposed = boxes.ndim == 2 and boxes.shape[0] == 4
+        hint = " It looks transposed: store one row per box ([N, 4], boxes.T)." if transposed else ""
         raise ValueError(f"{source}: image '{owner}' has boxes of shape {list(boxes.shape)}; expected [N, 4] "
                          f"(x1, y1, x2, y2 per detection).{hint}")
     return boxes

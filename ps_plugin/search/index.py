@@ -110,7 +110,8 @@ class GalleryIndex:
             return
         mine, theirs = (self.fingerprint or {}).get("config", {}), fingerprint.get("config", {})
         changed = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
-        config = f"; config keys that differ: {', '.join(changed[:6])}{' ...' if len(changed) > 6 else ''}" if changed else ""
+        more = " ..." if len(changed) > 6 else ""
+        config = f"; config keys that differ: {', '.join(changed[:6])}{more}" if changed else ""
         raise ValueError(
             f"{where} was built by {describe_fingerprint(self.fingerprint)}, but the model now is "
             f"{describe_fingerprint(fingerprint)}{config}. Embeddings of two models are not comparable: search "
@@ -201,7 +202,8 @@ def _read_shard(path):
     if meta.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"'{path}' has format version {meta.get('format_version')}, expected {FORMAT_VERSION}: "
                          "index into a new folder.")
-    if sum(e["count"] for e in meta["entries"]) != len(arrays[0]) or not len(arrays[0]) == len(arrays[1]) == len(arrays[2]):
+    rows = {sum(e["count"] for e in meta["entries"])} | {len(a) for a in arrays}
+    if len(rows) > 1:
         raise ValueError(f"Gallery index shard '{path}': its entries and arrays disagree on the number of "
                          "detections: delete it; its images are indexed again on the next run.")
     return meta, arrays
