@@ -103,7 +103,8 @@ class PersonSearcher:
                 except OSError as error:
                     self._skip(path, None, error, strict)
                     continue
-                added += self._add(path, image)
+                self._add(path, image)
+                added += 1
         return added
 
     def index_video(self, path, every=1, progress=True, strict=False):
@@ -115,17 +116,18 @@ class PersonSearcher:
         with self._saving_progress():
             for frame_number, image in frames:
                 if image_key(path, frame_number) not in self.index:
-                    added += self._add(path, image, frame_number)
+                    self._add(path, image, frame_number)
+                    added += 1
         return added
 
     def _add(self, source, image, frame=None):
-        """Index one image; save every `save_every` additions. Returns 1."""
+        """Index one image; save every `save_every` additions."""
         self.index.add(source, self.predictor.detect(image), *image.shape[:2], frame=frame)
         if self.index_dir and self.save_every and self.index.num_unsaved >= self.save_every:
             self.save()
-        return 1
 
     def _skip(self, source, frame, error, strict):
+        """Raise `error` when strict; otherwise warn and record the unreadable image or frame."""
         if strict:
             raise error
         logger.warning(f"Skipped {'frame %d of ' % frame if frame is not None else ''}'{source}': {error}")
