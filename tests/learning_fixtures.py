@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import DatasetCatalog
 
 from common import QUICK_SCHEDULES
@@ -18,7 +17,7 @@ from ps_plugin.config import get_ps_cfg
 from ps_plugin.data.datasets.synthps import register_all_synthps
 from ps_plugin.data.synthps import generate_synthps
 from ps_plugin.data.synthps.config import SynthPSSize
-from ps_plugin.engine import PersonSearchTrainer
+from ps_plugin.engine import PersonSearchCheckpointer, PersonSearchTrainer
 from ps_plugin.modeling.backbones.pretrained import DEEP_SORT_MOBILENETV2_NAME, ensure_deep_sort_mobilenetv2
 
 # 120 training scenes (80 identities), 40 gallery scenes, 34 queries with 15-image galleries; 320 x 240 px
@@ -112,7 +111,7 @@ def untrained_metrics(cfg):
     """Search metrics of the model `cfg` builds (and MODEL.WEIGHTS loads) before any training."""
     torch.manual_seed(cfg.SEED)
     model = PersonSearchTrainer.build_model(cfg)
-    DetectionCheckpointer(model).resume_or_load(cfg.MODEL.WEIGHTS, resume=False)
+    PersonSearchCheckpointer(model).resume_or_load(cfg.MODEL.WEIGHTS, resume=False)
     return search_metrics(cfg, model)
 
 
@@ -130,7 +129,7 @@ def train(cfg):
 def trained_metrics(cfg, weights):
     """Search metrics of the model `cfg` builds with the checkpoint `weights`."""
     model = PersonSearchTrainer.build_model(cfg)
-    DetectionCheckpointer(model).load(str(weights))
+    PersonSearchCheckpointer(model).load(str(weights))
     return search_metrics(cfg, model)
 
 

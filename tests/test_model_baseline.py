@@ -164,18 +164,21 @@ def test_wrong_model_weights_path_is_named():
         DetectionCheckpointer(model).load("/nonexistent/weights.pth")
 
 
-def test_lookup_table_size_needs_labeled_training_identities():
+def test_unsized_lookup_table_reads_no_data_and_takes_the_checkpoints_rows(tmp_path):
+    from ps_plugin.data.datasets.synthps import register_all_synthps
+    from ps_plugin.engine import PersonSearchCheckpointer
+
+    trained = build(tiny_model_cfg())
+    train_step(trained, train_batch())
+    DetectionCheckpointer(trained, save_dir=str(tmp_path)).save("model_final")
+    register_all_synthps(root=str(tmp_path / "absent"), prefix="absent_synthps")
     cfg = tiny_model_cfg()
     cfg.PS.REID.NUM_PIDS = 0
-    with pytest.raises(ValueError, match="PS.REID.NUM_PIDS"):
-        build(cfg)
-
-
-def test_missing_training_data_error_points_to_num_pids(tmp_path):
-    from ps_plugin.data.datasets.synthps import register_all_synthps
-    from ps_plugin.modeling.common import resolve_num_pids
-
-    register_all_synthps(root=str(tmp_path / "absent"), prefix="absent_synthps")
-    cfg = tiny_cfg(DATASETS__TRAIN=("absent_synthps_train",))
-    with pytest.raises(FileNotFoundError, match="PS.REID.NUM_PIDS"):
-        resolve_num_pids(cfg)
+    cfg.DATASETS.TRAIN = ("absent_synthps_train",)  # never read: inference needs only the checkpoint
+    model = build(cfg)
+    assert model.roi_heads.reid_branch.oim.lut.features.shape == (0, EMBED_DIM)
+    with pytest.raises(ValueError, match="PersonSearchTrainer"):
+        train_step(model, train_batch())  # an unsized table cannot train
+    PersonSearchCheckpointer(model).load(str(tmp_path / "model_final.pth"))
+    key = "roi_heads.reid_branch.oim.lut.features"
+    assert torch.equal(model.state_dict()[key], trained.state_dict()[key])

@@ -31,7 +31,7 @@ SCENES = {
     "b.png": [((255, 0, 0), (20, 30, 60, 110)), ((0, 255, 255), (100, 20, 150, 100))],
     "c.png": [((40, 40, 210), (60, 10, 100, 90))],
 }
-QUICK_OPTS = ["PS.BACKBONE.WEIGHTS", "", "PS.REID.NUM_PIDS", "10", "PS.BACKBONE.NAME", "mobilenetv2_050", "INPUT.MIN_SIZE_TEST", "64",
+QUICK_OPTS = ["PS.BACKBONE.WEIGHTS", "", "PS.BACKBONE.NAME", "mobilenetv2_050", "INPUT.MIN_SIZE_TEST", "64",
               "INPUT.MAX_SIZE_TEST", "96", "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.0", "MODEL.RPN.PRE_NMS_TOPK_TEST",
               "50", "MODEL.RPN.POST_NMS_TOPK_TEST", "10", "TEST.DETECTIONS_PER_IMAGE", "5"]
 
@@ -88,10 +88,12 @@ def gallery(tmp_path):
     return folder
 
 
-def colour_searcher(index_dir=None):
-    cfg = tiny_cfg(QUICK_SCHEDULES / "quickstart.yaml", MODEL__META_ARCHITECTURE="ColourBoxSearchModel",
+def colour_searcher(index_dir=None, weights="", opts=(), allow_untrained=True, **kwargs):
+    """PersonSearcher of ColourBoxSearchModel; `opts`: further KEY VALUE overrides; kwargs: PersonSearcher's."""
+    cfg = tiny_cfg(QUICK_SCHEDULES / "quickstart.yaml", MODEL__META_ARCHITECTURE="ColourBoxSearchModel", MODEL__WEIGHTS=weights,
                    PS__BACKBONE__WEIGHTS="", INPUT__MIN_SIZE_TEST=96, INPUT__MAX_SIZE_TEST=128)
-    return PersonSearcher.from_config(cfg, index_dir=index_dir)
+    cfg.merge_from_list(list(opts))
+    return PersonSearcher.from_config(cfg, index_dir=index_dir, allow_untrained=allow_untrained, **kwargs)
 
 
 def test_index_incremental_save_load_and_exact_query(gallery, tmp_path):
@@ -151,7 +153,7 @@ def test_clear_errors(gallery, tmp_path):
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"not an image")
     with pytest.raises(OSError, match="broken.jpg"):
-        searcher.index_images([bad], progress=False)
+        searcher.index_images([bad], progress=False, strict=True)
     with pytest.raises(OSError, match="missing.avi"):
         searcher.index_video(str(tmp_path / "missing.avi"), progress=False)
     with pytest.raises(FileNotFoundError, match="nothing_here"):
@@ -166,7 +168,7 @@ def test_clear_errors(gallery, tmp_path):
 def test_model_without_embeddings_is_rejected(gallery):
     cfg = tiny_cfg(QUICK_SCHEDULES / "quickstart.yaml", PS__BACKBONE__WEIGHTS="", MODEL__META_ARCHITECTURE="GeneralizedRCNN",
                    MODEL__ROI_HEADS__NAME="StandardROIHeads", INPUT__MIN_SIZE_TEST=64, INPUT__MAX_SIZE_TEST=96)
-    searcher = PersonSearcher.from_config(cfg)
+    searcher = PersonSearcher.from_config(cfg, allow_untrained=True)
     with pytest.raises(TypeError, match="pred_embeddings"):
         searcher.index_images(gallery / "a.png", progress=False)
 
@@ -175,7 +177,7 @@ def test_demo_writes_annotated_images(gallery, tmp_path):
     out = tmp_path / "demo"
     images = [str(gallery / "a.png"), str(gallery / "b.png")]
     argv = ["--config-file", str(QUICK_SCHEDULES / "quickstart.yaml"), "--input", *images,
-            "--output", str(out), "--confidence-threshold", "0.0", *QUICK_OPTS]
+            "--output", str(out), "--confidence-threshold", "0.0", "--allow-untrained", *QUICK_OPTS]
     written = demo.main(demo.get_parser().parse_args(argv))
     assert sorted(Path(p).name for p in written) == ["a.png", "b.png"]
     annotated, original = cv2.imread(str(out / "a.png")), cv2.imread(str(gallery / "a.png"))
@@ -187,7 +189,7 @@ def test_search_cli_writes_montage_and_hits(gallery, tmp_path):
     crop = tmp_path / "crop.png"
     cv2.imwrite(str(crop), cv2.imread(str(gallery / "b.png"))[30:110, 20:60])
     argv = ["--config-file", str(QUICK_SCHEDULES / "quickstart.yaml"), "--query", str(crop), "--gallery", str(gallery),
-            "--output", str(out), "--top-k", "3", "--min-score", "0", *QUICK_OPTS]
+            "--output", str(out), "--top-k", "3", "--min-score", "0", "--allow-untrained", *QUICK_OPTS]
     hits = search.main(search.get_parser().parse_args(argv))
     assert len(hits) == 3
     report = json.loads((out / "search_hits.json").read_text())

@@ -6,14 +6,13 @@
     python tools/train_net.py --config-file configs/quick_schedules/quickstart.yaml --resume
     python tools/train_net.py --config-file configs/quick_schedules/quickstart.yaml --num-gpus 2   # 2 GPUs, or 2 CPU processes (gloo)
 """
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.engine import default_argument_parser, default_setup
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 import ps_plugin  # noqa: F401  (registers datasets, meta-architectures, heads)
 from ps_plugin.config import setup_cfg
-from ps_plugin.engine import PersonSearchTrainer, launch
+from ps_plugin.engine import PersonSearchCheckpointer, PersonSearchTrainer, launch
 
 
 def setup(args):
@@ -27,7 +26,7 @@ def main(args):
     cfg = setup(args)
     if args.eval_only:
         model = PersonSearchTrainer.build_model(cfg)
-        DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
+        PersonSearchCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=args.resume)
         return PersonSearchTrainer.test(cfg, model)
     trainer = PersonSearchTrainer(cfg)
     trainer.resume_or_load(resume=args.resume)

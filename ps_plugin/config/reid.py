@@ -10,8 +10,9 @@ def add_reid_config(cfg):
     _C.PS.REID.EMBED_DIM = 256
     # BatchNorm1d after the embedding projection.
     _C.PS.REID.HEAD_BN = True
-    # Rows of the OIM lookup table; 0: the sum of `num_pids` of DATASETS.TRAIN's metadata
-    # (loads the training sets at model build when their metadata does not carry it yet).
+    # Rows of the OIM lookup table; 0: sized by PersonSearchTrainer from the training identities
+    # (ps_plugin.data.identities: each set's ids -> contiguous rows, offset across sets), or at
+    # inference from the checkpoint. A value > 0 fixes the size (>= the number of training identities).
     _C.PS.REID.NUM_PIDS = 0
     # OIM LUT momentum (OIM paper Sec. 3.2: 0.5).
     _C.PS.REID.LUT_MOMENTUM = 0.5

@@ -6,8 +6,7 @@ import weakref
 from collections import OrderedDict
 
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader, get_detection_dataset_dicts
+from detectron2.data import MetadataCatalog, build_detection_test_loader, build_detection_train_loader
 from detectron2.engine import DefaultTrainer
 from detectron2.engine.defaults import create_ddp_model
 from detectron2.evaluation import inference_on_dataset, print_csv_format
@@ -16,8 +15,10 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from ps_plugin.config import load_teacher_cfg
+from ps_plugin.data.identities import load_training_records
 from ps_plugin.data.mapper import PersonSearchDatasetMapper
 from ps_plugin.data.samplers import SeededMapper, ShuffledStreamDataset, StreamPositionSampler, rng_state, set_rng_state
+from ps_plugin.engine.checkpointer import PersonSearchCheckpointer
 from ps_plugin.engine.finite_loss import FiniteLossAMPTrainer, FiniteLossTrainer
 from ps_plugin.engine.hooks import BroadcastBatchNormStatistics, GatherRNGStates
 from ps_plugin.engine.optimizer import build_person_search_optimizer
@@ -27,6 +28,7 @@ from ps_plugin.evaluation import (
     is_query_conditioned,
     query_centric_inference,
 )
+from ps_plugin.modeling.common.num_pids import size_identity_tables
 
 logger = logging.getLogger(__name__)
 
@@ -74,20 +76,25 @@ class PersonSearchTrainer(DefaultTrainer):
         # create_ddp_model's default device_ids=[local rank], which DistributedDataParallel rejects for
         # a CPU model (launch.py's gloo runs). Calling it would fail on CPU DDP, and swapping the step
         # loop afterwards would start a second train-loader iterator (workers, and one more draw from
-        # torch's RNG in every run). So this is its body with those two lines changed.
+        # torch's RNG in every run). So this is its body with those two lines changed, plus the training
+        # sets read once: their identities size the model's identity tables (ps_plugin.data.identities)
+        # and the records are kept for the loader a resume rebuilds.
         super(DefaultTrainer, self).__init__()  # TrainerBase.__init__
         if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
             setup_logger()
         cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
         model = self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)
-        data_loader = self.build_train_loader(cfg)
+        self.train_records, self.identities = load_training_records(cfg)
+        size_identity_tables(model, self.identities.num_rows, cfg.PS.REID.NUM_PIDS)
+        data_loader = self.build_train_loader(cfg, records=self.train_records)
         device_ids = [comm.get_local_rank()] if cfg.MODEL.DEVICE.startswith("cuda") else None
         model = create_ddp_model(model, broadcast_buffers=False, device_ids=device_ids)
         trainer_cls = FiniteLossAMPTrainer if cfg.SOLVER.AMP.ENABLED else FiniteLossTrainer
         self._trainer = trainer_cls(model, data_loader, optimizer)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
-        self.checkpointer = DetectionCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        self.checkpointer = PersonSearchCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self),
+                                                     identities=self.identities)
         self.start_iter = 0
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.cfg = cfg
@@ -121,8 +128,11 @@ class PersonSearchTrainer(DefaultTrainer):
         return build_person_search_optimizer(cfg, model)
 
     @classmethod
-    def build_train_loader(cls, cfg, start_iter=0):
-        records = get_detection_dataset_dicts(cfg.DATASETS.TRAIN, filter_empty=cfg.PS.DATA.FILTER_EMPTY)
+    def build_train_loader(cls, cfg, start_iter=0, records=None):
+        """The training stream from position `start_iter`; records: load_training_records(cfg)[0]
+        (read when not given: person ids are identity-table rows either way)."""
+        if records is None:
+            records = load_training_records(cfg)[0]
         dataset = ShuffledStreamDataset(_tag_domains(records, cfg), seed=_stream_seed(cfg))
         return build_detection_train_loader(
             dataset,
@@ -142,7 +152,7 @@ class PersonSearchTrainer(DefaultTrainer):
         super().resume_or_load(resume=resume)
         if self.start_iter > 0:
             restored_rng = rng_state()
-            loader = self.build_train_loader(self.cfg, start_iter=self.start_iter)
+            loader = self.build_train_loader(self.cfg, start_iter=self.start_iter, records=self.train_records)
             # SimpleTrainer has no public way to replace its loader in 0.6 (reset_data_loader came later,
             # and creates the iterator lazily, after the RNG restore below): set its iterator directly.
             self._trainer.data_loader = loader

@@ -21,6 +21,22 @@ def _check_finite(values, owners, what, source):
         )
 
 
+def box_array(boxes, owner, source):
+    """boxes -> float64 [N, 4] x1y1x2y2; anything but N rows of 4 (or nothing) raises ValueError naming
+    `owner` (the image) and `source`, with a hint when the array looks transposed ([4, N])."""
+    boxes = np.asarray(boxes, dtype=np.float64)
+    if boxes.size == 0:
+        return boxes.reshape(0, 4)
+    if boxes.ndim == 1 and boxes.shape[0] == 4:
+        return boxes.reshape(1, 4)
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        transposed = boxes.ndim == 2 and boxes.shape[0] == 4
+        hint = " It looks transposed: store one row per box ([N, 4], boxes.T)." if transposed else ""
+        raise ValueError(f"{source}: image '{owner}' has boxes of shape {list(boxes.shape)}; expected [N, 4] "
+                         f"(x1, y1, x2, y2 per detection).{hint}")
+    return boxes
+
+
 class GalleryResults:
     """Detections of every gallery image, concatenated.
 
@@ -51,13 +67,13 @@ class GalleryResults:
     def from_dict(cls, gallery, source="gallery results"):
         """Build from {image_id: {"boxes": [N, 4], "scores": [N], "embeddings": [N, D]}}.
 
-        Raises ValueError naming the image when lengths disagree, embedding dims differ, or values
-        are NaN. An image with N = 0 detections is valid.
+        Raises ValueError naming the image when boxes are not [N, 4], lengths disagree, embedding dims
+        differ, or values are NaN. An image with N = 0 detections is valid.
         """
         names, boxes, scores, embeddings, counts = [], [], [], [], []
         dim = None
         for name, det in gallery.items():
-            b = np.asarray(det["boxes"], dtype=np.float64).reshape(-1, 4)
+            b = box_array(det["boxes"], name, source)
             s = np.asarray(det["scores"], dtype=np.float64).reshape(-1)
             e = np.asarray(det["embeddings"], dtype=np.float32)
             e = e.reshape(len(e), -1) if e.size else e.reshape(0, dim or 0)

@@ -1,20 +1,31 @@
 """`GalleryIndex`: detections (boxes, scores, embeddings) of indexed gallery images, saved to a folder.
 
-On disk (`index_dir`): `manifest.json` (format version, embedding dim, one entry per indexed image:
-key, source path, frame number or null, height, width, first row, number of rows) and
-`detections.npz` (boxes float32 [R, 4] XYXY in original image coordinates, scores float32 [R],
-embeddings float32 [R, D]); the rows of entry i are rows[first : first + count].
+On disk (`index_dir`) an index is a sequence of shard files `shard-000000.npz`, `shard-000001.npz`, ...
+Each save appends one shard holding the images indexed since the previous save: "boxes" float32 [R, 4]
+XYXY in original image coordinates, "scores" float32 [R], "embeddings" float32 [R, D] and "meta", a JSON
+string (format version, embedding dim, model fingerprint, one entry per image: key, source path, frame
+number or null, height, width, number of rows; an image's rows follow those of the images before it).
+A shard is written under a temporary name and renamed (`atomic_write`), so a save killed at any point
+leaves every earlier shard, and so the index as last saved, intact. One process writes an index at a time.
 """
+import glob
 import json
+import logging
 import os
+import re
 
 import numpy as np
 
+from ps_plugin.utils.files import atomic_write
+
 __all__ = ["GalleryIndex", "image_key"]
 
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
-ARRAYS = "detections.npz"
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 2
+SHARD = "shard-{:06d}.npz"
+SHARD_NUMBER = re.compile(r"shard-(\d{6})\.npz$")
+ENTRY_KEYS = ("key", "source", "frame", "height", "width", "count")
 
 
 def image_key(source, frame=None):
@@ -23,15 +34,35 @@ def image_key(source, frame=None):
     return source if frame is None else f"{source}#{int(frame)}"
 
 
-class GalleryIndex:
-    """Append-only store of per-image detections; `len(index)` = number of indexed images."""
+def _shards(index_dir):
+    """(number, path) of the complete shard files of `index_dir`, in order."""
+    found = ((SHARD_NUMBER.search(os.path.basename(p)), p) for p in glob.glob(os.path.join(index_dir, "shard-*.npz")))
+    return sorted((int(m.group(1)), p) for m, p in found if m)
 
-    def __init__(self, embed_dim=None):
+
+def describe_fingerprint(fingerprint):
+    """'weights <path> (sha256 <first 12>)' of a model fingerprint (ps_plugin.search.model_fingerprint)."""
+    if not fingerprint:
+        return "an unknown model"
+    return f"weights '{fingerprint['weights'] or '(none: untrained)'}' (sha256 {fingerprint['weights_sha256'][:12]})"
+
+
+class GalleryIndex:
+    """Append-only store of per-image detections; `len(index)` = number of indexed images.
+
+    fingerprint: the model that computes the embeddings (ps_plugin.search.model_fingerprint), or None.
+    """
+
+    def __init__(self, embed_dim=None, fingerprint=None):
         self.embed_dim = embed_dim
+        self.fingerprint = fingerprint
         self.entries = []
         self._keys = set()
         self._chunks = []
         self._num_rows = 0
+        self._saved_dir = None  # the folder holding entries[:_num_saved] as shards up to _next_shard - 1
+        self._num_saved = 0
+        self._next_shard = 0
 
     def __len__(self):
         return len(self.entries)
@@ -42,6 +73,11 @@ class GalleryIndex:
     @property
     def num_detections(self):
         return self._num_rows
+
+    @property
+    def num_unsaved(self):
+        """Images added since the last save (all of them before the first)."""
+        return len(self.entries) - self._num_saved
 
     def add(self, source, detections, height, width, frame=None):
         """Add one image's detections (see PersonSearchPredictor.detect); returns False if already indexed."""
@@ -68,6 +104,20 @@ class GalleryIndex:
         self._num_rows += len(boxes)
         return True
 
+    def require_model(self, fingerprint, where="the gallery index"):
+        """Raise ValueError naming both models unless the index was built by the model of `fingerprint`."""
+        if self.fingerprint == fingerprint:
+            return
+        mine, theirs = (self.fingerprint or {}).get("config", {}), fingerprint.get("config", {})
+        changed = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+        more = " ..." if len(changed) > 6 else ""
+        config = f"; config keys that differ: {', '.join(changed[:6])}{more}" if changed else ""
+        raise ValueError(
+            f"{where} was built by {describe_fingerprint(self.fingerprint)}, but the model now is "
+            f"{describe_fingerprint(fingerprint)}{config}. Embeddings of two models are not comparable: search "
+            "with the model that built the index, or index into a new folder."
+        )
+
     def arrays(self):
         """(boxes float32 [R, 4], scores [R], embeddings [R, D], entry index of each row int64 [R])."""
         empty = (np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, self.embed_dim or 0), np.float32))
@@ -77,44 +127,83 @@ class GalleryIndex:
         return boxes, scores, embeddings, np.repeat(np.arange(len(counts)), counts)
 
     def save(self, index_dir):
-        """Write manifest.json and detections.npz into `index_dir` (created if needed)."""
+        """Append the images added since the last save to `index_dir` as one new shard (nothing to add:
+        no file). An index not yet saved there is written whole, into a folder that holds no index."""
+        index_dir = os.path.abspath(index_dir)
+        if index_dir != self._saved_dir:
+            if _shards(index_dir):
+                raise FileExistsError(f"'{index_dir}' already holds another gallery index: load it "
+                                      "(GalleryIndex.load) to extend it, or save to a new folder.")
+            self._saved_dir, self._num_saved, self._next_shard = index_dir, 0, 0
+        new = self.entries[self._num_saved:]
+        if not new:
+            return
         os.makedirs(index_dir, exist_ok=True)
         boxes, scores, embeddings, _ = self.arrays()
-        arrays_tmp = os.path.join(index_dir, ARRAYS + ".tmp.npz")
-        np.savez(arrays_tmp, boxes=boxes, scores=scores, embeddings=embeddings)
-        os.replace(arrays_tmp, os.path.join(index_dir, ARRAYS))
-        manifest = {"format_version": FORMAT_VERSION, "embed_dim": self.embed_dim, "entries": self.entries}
-        manifest_tmp = os.path.join(index_dir, MANIFEST + ".tmp")
-        with open(manifest_tmp, "w") as f:
-            json.dump(manifest, f, indent=1)
-        os.replace(manifest_tmp, os.path.join(index_dir, MANIFEST))
+        first = new[0]["first"]
+        meta = {"format_version": FORMAT_VERSION, "embed_dim": self.embed_dim, "fingerprint": self.fingerprint,
+                "entries": [{k: entry[k] for k in ENTRY_KEYS} for entry in new]}
+        with atomic_write(os.path.join(index_dir, SHARD.format(self._next_shard))) as temporary:
+            np.savez(temporary, boxes=boxes[first:], scores=scores[first:], embeddings=embeddings[first:],
+                     meta=np.array(json.dumps(meta)))
+        self._num_saved, self._next_shard = len(self.entries), self._next_shard + 1
 
     @staticmethod
     def exists(index_dir):
-        return os.path.isfile(os.path.join(index_dir, MANIFEST))
+        return bool(_shards(index_dir))
 
     @classmethod
     def load(cls, index_dir):
-        """The index saved in `index_dir`; a clear error when it is missing or inconsistent."""
-        manifest_path, arrays_path = os.path.join(index_dir, MANIFEST), os.path.join(index_dir, ARRAYS)
-        if not (os.path.isfile(manifest_path) and os.path.isfile(arrays_path)):
+        """The index saved in `index_dir`; a clear error when it is missing, old or damaged."""
+        index_dir = os.path.abspath(index_dir)
+        shards = _shards(index_dir)
+        if not shards:
+            old = os.path.isfile(os.path.join(index_dir, "manifest.json"))
             raise FileNotFoundError(
-                f"No gallery index in '{index_dir}' (expected {MANIFEST} and {ARRAYS}): build one with "
-                "PersonSearcher.index_images / index_video and save it, or tools/search.py --index DIR."
+                f"No gallery index in '{index_dir}' (expected shard-*.npz files): "
+                + ("it holds an index of format version 1, which this version cannot extend safely; delete "
+                   "the folder or use a new one and index again." if old else
+                   "build one with PersonSearcher.index_images / index_video, or tools/search.py --index DIR.")
             )
-        with open(manifest_path) as f:
-            manifest = json.load(f)
-        if manifest.get("format_version") != FORMAT_VERSION:
-            raise ValueError(f"'{manifest_path}' has format version {manifest.get('format_version')}, expected "
-                             f"{FORMAT_VERSION}: rebuild the index.")
-        with np.load(arrays_path) as data:
-            boxes, scores, embeddings = data["boxes"], data["scores"], data["embeddings"]
-        index = cls(manifest["embed_dim"])
-        index.entries = manifest["entries"]
-        index._keys = {entry["key"] for entry in index.entries}
-        index._chunks = [(boxes, scores, embeddings)]
-        index._num_rows = len(boxes)
-        if sum(entry["count"] for entry in index.entries) != len(boxes) or len(embeddings) != len(boxes):
-            raise ValueError(f"Gallery index '{index_dir}': {MANIFEST} and {ARRAYS} disagree on the number of "
-                             "detections (interrupted write?): rebuild the index.")
+        index = None
+        for number, path in shards:
+            meta, arrays = _read_shard(path)
+            if index is None:
+                index = cls(meta["embed_dim"], meta["fingerprint"])
+            elif meta["fingerprint"] != index.fingerprint or meta["embed_dim"] != index.embed_dim:
+                raise ValueError(f"Gallery index '{index_dir}': {os.path.basename(path)} was written by "
+                                 f"{describe_fingerprint(meta['fingerprint'])}, the shards before it by "
+                                 f"{describe_fingerprint(index.fingerprint)}. Delete it or use a new --index folder.")
+            index._add_shard(meta["entries"], arrays)
+        index._saved_dir, index._num_saved, index._next_shard = index_dir, len(index.entries), shards[-1][0] + 1
         return index
+
+    def _add_shard(self, entries, arrays):
+        """Append one shard's entries and their rows (boxes, scores, embeddings)."""
+        for entry in entries:
+            if entry["key"] in self._keys:
+                raise ValueError(f"Gallery index: '{entry['key']}' is in two shards (two processes wrote the "
+                                 "index at once?). Delete the later shard; its images are indexed again next run.")
+            self.entries.append({**entry, "first": self._num_rows})
+            self._keys.add(entry["key"])
+            self._num_rows += entry["count"]
+        self._chunks.append(arrays)
+
+
+def _read_shard(path):
+    """(meta dict, (boxes, scores, embeddings)) of one shard file; a damaged one is named."""
+    try:
+        with np.load(path) as data:
+            meta = json.loads(str(data["meta"]))
+            arrays = (data["boxes"], data["scores"], data["embeddings"])
+    except (OSError, ValueError, KeyError, EOFError) as e:
+        raise ValueError(f"Gallery index shard '{path}' is damaged ({type(e).__name__}: {e}): delete it; the "
+                         "images it held are indexed again on the next run.") from e
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"'{path}' has format version {meta.get('format_version')}, expected {FORMAT_VERSION}: "
+                         "index into a new folder.")
+    rows = {sum(e["count"] for e in meta["entries"])} | {len(a) for a in arrays}
+    if len(rows) > 1:
+        raise ValueError(f"Gallery index shard '{path}': its entries and arrays disagree on the number of "
+                         "detections: delete it; its images are indexed again on the next run.")
+    return meta, arrays

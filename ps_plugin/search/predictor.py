@@ -1,11 +1,67 @@
-"""`PersonSearchPredictor`: Detectron2's DefaultPredictor plus the query contract (embed given boxes)."""
+"""`PersonSearchPredictor`: Detectron2's DefaultPredictor plus the query contract (embed given boxes);
+`model_fingerprint` and `require_weights`: which model an index or a demo run uses."""
+import json
+import os
+
 import numpy as np
 import torch
+from detectron2.data import transforms as T
 from detectron2.engine import DefaultPredictor
+from detectron2.modeling import build_model
 
+from ps_plugin.engine.checkpointer import PersonSearchCheckpointer
 from ps_plugin.structures import QUERY_BOXES, QUERY_EMBEDDINGS
+from ps_plugin.utils.files import file_sha256
 
-__all__ = ["PersonSearchPredictor"]
+__all__ = ["PersonSearchPredictor", "model_fingerprint", "require_weights", "untrained_seed"]
+
+# Config sections that decide a model's test-time output; MODEL.WEIGHTS enters as its hash.
+FINGERPRINT_SECTIONS = ("MODEL", "INPUT.FORMAT", "INPUT.MIN_SIZE_TEST", "INPUT.MAX_SIZE_TEST", "TEST",
+                        "PS.BACKBONE", "PS.REID", "PS.SPNET", "PS.PSDIFF")
+# Keys in those sections that do not change the output: where the weights lie, the device, the
+# training-only size of the identity table.
+FINGERPRINT_IGNORED = ("MODEL.WEIGHTS", "MODEL.DEVICE", "PS.REID.NUM_PIDS")
+
+
+def _flatten(node, prefix):
+    """{"A.B.C": value} of a CfgNode (or a leaf) under `prefix`; tuples become lists (JSON)."""
+    if not isinstance(node, dict):
+        return {prefix: list(node) if isinstance(node, tuple) else node}
+    return {k: v for key, child in node.items() for k, v in _flatten(child, f"{prefix}.{key}").items()}
+
+
+def model_fingerprint(cfg):
+    """What identifies the embeddings a config computes: {"weights": MODEL.WEIGHTS (absolute, "" if
+    untrained), "weights_sha256": the file's SHA-256 ("untrained-seed<S>" without weights: the
+    predictor initialises an untrained model from seed S = untrained_seed(cfg)), "config": {key: value}
+    of FINGERPRINT_SECTIONS}. JSON-ready (and equal to itself after a JSON round trip)."""
+    weights = os.path.abspath(os.path.expanduser(cfg.MODEL.WEIGHTS)) if cfg.MODEL.WEIGHTS else ""
+    config = {}
+    for section in FINGERPRINT_SECTIONS:
+        node = cfg
+        for part in section.split("."):
+            node = node[part]
+        config.update(_flatten(node, section))
+    for key in [k for k in config if k.startswith(FINGERPRINT_IGNORED)]:
+        del config[key]
+    sha = file_sha256(weights) if weights else f"untrained-seed{untrained_seed(cfg)}"
+    return json.loads(json.dumps({"weights": weights, "weights_sha256": sha, "config": config}))
+
+
+def untrained_seed(cfg):
+    """The torch seed an untrained model is built from: cfg.SEED, or 0 when it is negative (random)."""
+    return max(cfg.SEED, 0)
+
+
+def require_weights(cfg, allow_untrained=False):
+    """Raise ValueError when MODEL.WEIGHTS is empty unless `allow_untrained`: an untrained model
+    detects and embeds with random heads, whose output looks like a result but means nothing."""
+    if not cfg.MODEL.WEIGHTS and not allow_untrained:
+        raise ValueError(
+            "MODEL.WEIGHTS is empty: the model's detection and re-id heads would be random, and its boxes and "
+            "matches meaningless. Add `MODEL.WEIGHTS path/to/model_final.pth` (a trained checkpoint), or pass "
+            "--allow-untrained (Python: allow_untrained=True) to run the untrained model on purpose."
+        )
 
 
 class PersonSearchPredictor(DefaultPredictor):
@@ -14,7 +70,19 @@ class PersonSearchPredictor(DefaultPredictor):
 
     `detect(image)` runs the gallery contract; `embed_boxes(image, boxes)` the query contract, with
     the boxes moved into the resized image by the same transform as the pixels.
+    The checkpoint is read by PersonSearchCheckpointer (tensors only, sized from the checkpoint).
     """
+
+    def __init__(self, cfg):  # DefaultPredictor.__init__ with PersonSearchCheckpointer
+        self.cfg = cfg.clone()
+        with torch.random.fork_rng(devices=[]):  # without weights: the same random model in every run
+            torch.manual_seed(untrained_seed(cfg))
+            self.model = build_model(self.cfg).eval()
+        PersonSearchCheckpointer(self.model).load(cfg.MODEL.WEIGHTS)
+        self.aug = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MIN_SIZE_TEST], cfg.INPUT.MAX_SIZE_TEST)
+        if cfg.INPUT.FORMAT not in ("RGB", "BGR"):
+            raise ValueError(f"INPUT.FORMAT '{cfg.INPUT.FORMAT}': the predictor takes 'RGB' or 'BGR'.")
+        self.input_format = cfg.INPUT.FORMAT
 
     def detect(self, original_image):
         """BGR image [H, W, 3] uint8 -> numpy dict of its detections in original image coordinates:

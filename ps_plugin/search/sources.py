@@ -62,8 +62,12 @@ def video_frame_count(path):
     return max(count, 0)
 
 
-def iter_video_frames(path, every=1):
-    """Yield (frame_number, BGR uint8 [H, W, 3]) for frames 0, every, 2*every, ... of a video."""
+def iter_video_frames(path, every=1, on_error=None):
+    """Yield (frame_number, BGR uint8 [H, W, 3]) for frames 0, every, 2*every, ... of a video.
+
+    A frame that cannot be decoded raises OSError, or with `on_error` is passed to
+    on_error(frame_number, OSError) and skipped.
+    """
     if every < 1:
         raise ValueError(f"every={every}: index every k-th frame of '{path}' with k >= 1.")
     capture = _open_video(path)
@@ -72,9 +76,13 @@ def iter_video_frames(path, every=1):
         while capture.grab():
             if frame_number % every == 0:
                 ok, frame = capture.retrieve()
-                if not ok:
-                    raise OSError(f"Cannot decode frame {frame_number} of video '{path}'.")
-                yield frame_number, frame
+                if ok:
+                    yield frame_number, frame
+                else:
+                    error = OSError(f"Cannot decode frame {frame_number} of video '{path}'.")
+                    if on_error is None:
+                        raise error
+                    on_error(frame_number, error)
             frame_number += 1
     finally:
         capture.release()

@@ -4,7 +4,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-__all__ = ["draw_detections", "save_montage"]
+__all__ = ["crop_box", "draw_detections", "save_montage"]
 
 BOX_COLOUR_BGR = (0, 200, 0)
 
@@ -21,23 +21,41 @@ def draw_detections(image_bgr, boxes, scores):
     return canvas
 
 
-def save_montage(query_crop_bgr, hits, hit_images_bgr, path, panel_height=3.0):
-    """PNG at `path`: the query crop, then each hit's image with its box, rank and similarity.
+def crop_box(image, box):
+    """The pixels of `image` [H, W, 3] covering XYXY `box`: edges widened to whole pixels and clipped
+    to the image, at least 1 x 1 (a degenerate detection still shows where it is)."""
+    height, width = image.shape[:2]
+    x1, y1 = int(np.clip(np.floor(box[0]), 0, width - 1)), int(np.clip(np.floor(box[1]), 0, height - 1))
+    x2, y2 = int(np.clip(np.ceil(box[2]), x1 + 1, width)), int(np.clip(np.ceil(box[3]), y1 + 1, height))
+    return image[y1:y2, x1:x2]
 
-    hits: list[SearchHit] best first; hit_images_bgr: their images, BGR uint8 [H, W, 3].
+
+def _show(ax, image_bgr, box=None, title=None):
+    ax.imshow(image_bgr[:, :, ::-1])
+    if box is not None:
+        x1, y1, x2, y2 = box
+        ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor="magenta", linewidth=2))
+    if title:
+        ax.set_title(title, fontsize=9)
+    ax.axis("off")
+
+
+def save_montage(query_image_bgr, query_box, hits, hit_images_bgr, path, panel_height=3.0):
+    """PNG at `path` in two rows, the way a person checks a match: on top the query person and each
+    hit's person, cropped and enlarged to the panel (rank, similarity, frame); below each, its whole
+    image with the box drawn, for context.
+
+    query_box: XYXY in query_image_bgr; hits: list[SearchHit] best first; hit_images_bgr: their
+    images, BGR uint8 [H, W, 3].
     """
     panels = 1 + len(hits)
-    figure = Figure(figsize=(panel_height * 0.8 * panels, panel_height))
-    axes = figure.subplots(1, panels, squeeze=False)[0]
-    axes[0].imshow(query_crop_bgr[:, :, ::-1])
-    axes[0].set_title("query", fontsize=9)
-    for ax, hit, image in zip(axes[1:], hits, hit_images_bgr):
-        ax.imshow(image[:, :, ::-1])
-        x1, y1, x2, y2 = hit.box
-        ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor="magenta", linewidth=2))
+    figure = Figure(figsize=(panel_height * 0.8 * panels, 2 * panel_height))
+    crops, frames = figure.subplots(2, panels, squeeze=False)
+    _show(crops[0], crop_box(query_image_bgr, query_box), title="query")
+    _show(frames[0], query_image_bgr, query_box)
+    for crop_ax, frame_ax, hit, image in zip(crops[1:], frames[1:], hits, hit_images_bgr):
         frame = "" if hit.frame is None else f" f{hit.frame}"
-        ax.set_title(f"#{hit.rank}  sim {hit.similarity:.3f}{frame}", fontsize=9)
-    for ax in axes:
-        ax.axis("off")
+        _show(crop_ax, crop_box(image, hit.box), title=f"#{hit.rank}  sim {hit.similarity:.3f}{frame}")
+        _show(frame_ax, image, hit.box)
     figure.tight_layout()
     figure.savefig(path, dpi=100)

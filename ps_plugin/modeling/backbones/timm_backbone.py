@@ -10,6 +10,7 @@ from detectron2.modeling.backbone.fpn import LastLevelMaxPool
 from timm.layers import freeze_batch_norm_2d
 
 from ps_plugin.data.datasets.common import require_path
+from ps_plugin.utils.files import load_torch_file
 from ps_plugin.modeling.backbones.pretrained import ensure_deep_sort_mobilenetv2
 
 logger = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ def load_timm_weights(body, path):
     """
     ensure_deep_sort_mobilenetv2(path)
     require_path(path, "PS.BACKBONE.WEIGHTS file", "Give a local state dict (tools/convert_pretrained.py).")
-    state = torch.load(path, map_location="cpu")
+    state = load_torch_file(path, "PS.BACKBONE.WEIGHTS file")
     state = {k: torch.as_tensor(v) for k, v in state.get("model", state).items()}
     target = body.state_dict()
     state = {k: v for k, v in state.items() if k in target or not k.endswith("num_batches_tracked")}

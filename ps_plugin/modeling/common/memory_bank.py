@@ -16,15 +16,20 @@ class MemoryBank(nn.Module):
 
     For every (feature f, entry index i) of the gathered batch, in order (OIM, Xiao et al. 2017,
     Sec. 3.2):  v_i <- normalize(m * v_i + (1 - m) * f).
-    Buffers: `features` [num_entries, D], zero-initialised.
+    Buffers: `features` [num_entries, D], zero-initialised. num_entries = 0 is an unsized bank,
+    given its rows later by `resize_` (an identity table sized from the training data or a checkpoint).
     """
 
     def __init__(self, num_entries, dim, momentum=0.5):
         super().__init__()
-        if num_entries <= 0:
-            raise ValueError(f"MemoryBank needs num_entries > 0, got {num_entries}")
+        if num_entries < 0:
+            raise ValueError(f"MemoryBank needs num_entries >= 0, got {num_entries}")
         self.momentum = momentum
         self.register_buffer("features", torch.zeros(num_entries, dim))
+
+    def resize_(self, num_entries):
+        """Replace the table by `num_entries` zero rows (same D, dtype and device)."""
+        self.features = self.features.new_zeros(num_entries, self.features.shape[1])
 
     @torch.no_grad()
     def update(self, features, indices):

@@ -36,8 +36,10 @@ class OIMLoss(nn.Module):
         """
         if pids.numel() and pids.max() >= self.num_pids:
             raise ValueError(
-                f"OIM: person id {int(pids.max())} >= the lookup table size {self.num_pids}. "
-                "Set PS.REID.NUM_PIDS to the number of labeled identities of the training set."
+                f"OIM: identity row {int(pids.max())} >= the lookup table size {self.num_pids}. Rows are "
+                "table rows, not raw person ids: PersonSearchTrainer maps each training set's ids to "
+                "contiguous rows and sizes the table (PS.REID.NUM_PIDS 0). If you feed the model yourself, "
+                "relabel with ps_plugin.data.IdentityMap and set PS.REID.NUM_PIDS >= its num_rows."
             )
         labeled = pids >= 0
         bank = torch.cat([self.lut.features, self.queue.features]).to(features.dtype)

@@ -23,6 +23,8 @@ class ReIDEmbeddingHead(nn.Module):
     @configurable
     def __init__(self, *, in_channels, embed_dim=256, use_bn=True, nae=False):
         super().__init__()
+        if embed_dim < 1:
+            raise ValueError(f"Re-id embedding size {embed_dim} (PS.REID.EMBED_DIM): give a size >= 1 (256 in OIM).")
         self.projection = nn.Linear(in_channels, embed_dim)
         nn.init.normal_(self.projection.weight, std=0.01)
         nn.init.zeros_(self.projection.bias)
