@@ -19,7 +19,7 @@ from ps_plugin.config import load_teacher_cfg
 from ps_plugin.data.mapper import PersonSearchDatasetMapper
 from ps_plugin.data.samplers import SeededMapper, ShuffledStreamDataset, StreamPositionSampler, rng_state, set_rng_state
 from ps_plugin.engine.finite_loss import FiniteLossAMPTrainer, FiniteLossTrainer
-from ps_plugin.engine.hooks import BroadcastBatchNormStatistics, GatherRNGStates
+from ps_plugin.engine.hooks import BroadcastBatchNormStatistics, EpochClusteringHook, GatherRNGStates, MemoryInitHook
 from ps_plugin.engine.optimizer import build_person_search_optimizer
 from ps_plugin.evaluation import (
     PersonSearchEvaluator,
@@ -27,6 +27,7 @@ from ps_plugin.evaluation import (
     is_query_conditioned,
     query_centric_inference,
 )
+from ps_plugin.modeling.common import ClusterMemoryModel
 
 logger = logging.getLogger(__name__)
 
@@ -96,8 +97,17 @@ class PersonSearchTrainer(DefaultTrainer):
 
     def build_hooks(self):
         """Detectron2's hooks, after `GatherRNGStates` and `BroadcastBatchNormStatistics` (which must run
-        before the checkpointer)."""
-        return [GatherRNGStates(), BroadcastBatchNormStatistics()] + super().build_hooks()
+        before the checkpointer) and, for a model trained with pseudo labels (ClusterMemoryModel), the
+        memory-init and epoch-clustering hooks (before the checkpointer and the evaluation)."""
+        hooks = [GatherRNGStates(), BroadcastBatchNormStatistics()]
+        if isinstance(getattr(self.model, "module", self.model), ClusterMemoryModel):
+            records = self.training_records(self.cfg)
+            mapper = PersonSearchDatasetMapper(self.cfg, is_train=False)
+            hooks += [
+                MemoryInitHook(records, mapper, self.cfg.DATALOADER.NUM_WORKERS),
+                EpochClusteringHook(len(records), self.cfg.SOLVER.IMS_PER_BATCH),
+            ]
+        return hooks + super().build_hooks()
 
     def train(self):
         """Train, then return the results of the evaluation run at the end of training (or None)."""
@@ -121,9 +131,15 @@ class PersonSearchTrainer(DefaultTrainer):
         return build_person_search_optimizer(cfg, model)
 
     @classmethod
-    def build_train_loader(cls, cfg, start_iter=0):
+    def training_records(cls, cfg):
+        """The training records in dataset order (the stream's images; pseudo-label memories number
+        their boxes in this order)."""
         records = get_detection_dataset_dicts(cfg.DATASETS.TRAIN, filter_empty=cfg.PS.DATA.FILTER_EMPTY)
-        dataset = ShuffledStreamDataset(_tag_domains(records, cfg), seed=_stream_seed(cfg))
+        return _tag_domains(records, cfg)
+
+    @classmethod
+    def build_train_loader(cls, cfg, start_iter=0):
+        dataset = ShuffledStreamDataset(cls.training_records(cfg), seed=_stream_seed(cfg))
         return build_detection_train_loader(
             dataset,
             mapper=SeededMapper(PersonSearchDatasetMapper(cfg, is_train=True)),
