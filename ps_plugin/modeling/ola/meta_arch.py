@@ -224,12 +224,21 @@ class OLA(PersonSearchRCNN, ClusterMemoryModel):
                                         proposal_embeddings, crop_embeddings))
         return losses
 
+    def _max_iou_labels(self, sample):
+        """Max-IoU GT row of each sampled proposal, -1 for background: int64 [n] (Detectron2 sets no
+        gt_* field on the proposals of an image without ground truth)."""
+        num_classes = self.roi_heads.num_classes
+        foreground = (sample.gt_classes >= 0) & (sample.gt_classes < num_classes)
+        if not sample.has("gt_index"):
+            return torch.full_like(sample.gt_classes, -1)
+        return torch.where(foreground, sample.gt_index, -1)
+
     def _assign(self, batched_inputs, images, sampled, predictions, targets, proposals, crops):
         """Per image, int64 [n]: the GT row each sampled proposal learns from, -1 for none."""
-        num_classes = self.roi_heads.num_classes
-        foreground = [(p.gt_classes >= 0) & (p.gt_classes < num_classes) for p in sampled]
+        max_iou = [self._max_iou_labels(p) for p in sampled]
         if self.matcher is None:
-            return [torch.where(fg, p.gt_index, -1) for fg, p in zip(foreground, sampled)]
+            return max_iou
+        foreground = [labels >= 0 for labels in max_iou]
         background = None
         if self.matcher.mode == "paper":
             background = self._background_prototypes(images, sampled, foreground)
@@ -259,8 +268,8 @@ class OLA(PersonSearchRCNN, ClusterMemoryModel):
         assigned = self._assign(batched_inputs, images, sampled, predictions, targets, proposals, crops)
         proposal_rows, proposal_slots, instance_rows, similarity = [], [], [], []
         for p, crop, target, labels, sample in zip(proposals, crops, targets, assigned, sampled):
-            max_iou_positive = (sample.gt_classes >= 0) & (sample.gt_classes < self.roi_heads.num_classes)
-            similarity.append(1 - (p[max_iou_positive] * crop[sample.gt_index[max_iou_positive]]).sum(dim=1))
+            matched = self._max_iou_labels(sample)
+            similarity.append(1 - (p[matched >= 0] * crop[matched[matched >= 0]]).sum(dim=1))
             positive = labels >= 0
             enhanced_proposals, enhanced_crops = p[positive], crop
             if self.enhancement is not None:
