@@ -63,25 +63,26 @@ def _expanded_sets(neighbours, k1, chunk_size=2048):
     return np.concatenate(blocks) if blocks else np.zeros((0, 1), dtype=np.int64)
 
 
-def _encoding(features, expanded, chunk_size=256):
+def _encoding(features, expanded, chunk_size=4096):
     """k-reciprocal feature V (sparse [N, N]): V_ij = softmax_j(-d(i, j)) over j in R*(i), with
     d = ||x_i - x_j||^2 = 2 - 2 x_i.x_j (Zhong et al. 2017, eq. 7, SpCL's variant)."""
-    rows, cols, vals = [], [], []
+    rows, cols = [], []
     for start in range(0, len(expanded), chunk_size):
         block = np.sort(expanded[start : start + chunk_size], axis=1)
-        repeated = np.zeros_like(block, dtype=bool)
-        repeated[:, 1:] = block[:, 1:] == block[:, :-1]
-        block = np.where(repeated, -1, block)
-        index = torch.from_numpy(block)
-        own = features[start : start + len(block)]
-        distance = 2 - 2 * (features[index.clamp(min=0)] * own[:, None, :]).sum(dim=2)
-        weight = torch.softmax((-distance).masked_fill(index < 0, -torch.inf), dim=1).numpy()
-        row, pos = np.nonzero(block >= 0)
+        keep = block >= 0
+        keep[:, 1:] &= block[:, 1:] != block[:, :-1]
+        row, pos = np.nonzero(keep)
         rows.append(row + start)
         cols.append(block[row, pos])
-        vals.append(weight[row, pos])
+    rows, cols = np.concatenate(rows), np.concatenate(cols)
+    similarity = torch.cat([
+        (features[torch.from_numpy(r)] * features[torch.from_numpy(c)]).sum(dim=1)
+        for r, c in zip(np.array_split(rows, max(1, len(rows) // 65536)), np.array_split(cols, max(1, len(cols) // 65536)))
+    ]).double().numpy()
+    weight = np.exp(-(2 - 2 * similarity))
+    weight /= np.bincount(rows, weights=weight, minlength=len(features))[rows]
     n = len(features)
-    return sparse.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
+    return sparse.csr_matrix((weight, (rows, cols)), shape=(n, n))
 
 
 def _jaccard_from_encoding(encoding, max_distance, rows_per_block=64):
@@ -182,24 +183,41 @@ def _context_adjustments(features, labels, num_clusters, image_ids, beta, edge_d
     """OLA Alg. 1 lines 7-21: for every cluster holding several boxes of one image, Kuhn-Munkres
     (eq. 1-2) between the boxes of each pair of its images, edges where the cosine distance <
     edge_distance, weight 1 - cosine distance. -> (rows, cols, deltas) or None: distance -beta for
-    the matched pairs and +beta for the other pairs of the two images (similarity +-beta)."""
+    the matched pairs and +beta for the other pairs of the two images (similarity +-beta).
+
+    Two images with one box each in the cluster match exactly when their boxes share an edge, so
+    those pairs are adjusted at once; Kuhn-Munkres runs for the pairs that involve a repeated image.
+    """
     rows, cols, deltas = [], [], []
     for members in _clusters_with_repeated_images(labels, num_clusters, image_ids).values():
-        images = image_ids[members]
-        groups = [members[images == image] for image in np.unique(images)]
-        for first in range(len(groups)):
-            for second in range(first + 1, len(groups)):
-                a, b = groups[first], groups[second]
-                distance = (1 - features[a] @ features[b].t()).clamp(min=0)
-                matched_a, matched_b = max_weight_matching(1 - distance, distance < edge_distance)
-                delta = np.full((len(a), len(b)), beta)
-                delta[matched_a, matched_b] = -beta
-                rows.append(np.repeat(a, len(b)))
-                cols.append(np.tile(b, len(a)))
-                deltas.append(delta.ravel())
+        images, counts = np.unique(image_ids[members], return_counts=True)
+        single = members[np.isin(image_ids[members], images[counts == 1])]
+        a, b = np.triu_indices(len(single), k=1)
+        distance = (1 - features[single] @ features[single].t()).numpy()[a, b]
+        rows.append(single[a])
+        cols.append(single[b])
+        deltas.append(np.where(distance < edge_distance, -beta, beta))
+        groups = [members[image_ids[members] == image] for image in images]
+        repeated = [i for i, count in enumerate(counts) if count > 1]
+        for first in repeated:
+            for second in range(len(groups)):
+                if second == first or (second in repeated and second < first):
+                    continue
+                pair = _matched_pair_deltas(features, groups[first], groups[second], beta, edge_distance)
+                for out, values in zip((rows, cols, deltas), pair):
+                    out.append(values)
     if not rows:
         return None
     return np.concatenate(rows), np.concatenate(cols), np.concatenate(deltas)
+
+
+def _matched_pair_deltas(features, a, b, beta, edge_distance):
+    """Kuhn-Munkres between boxes a and b of two images -> (rows, cols, deltas) of all a x b pairs."""
+    distance = (1 - features[a] @ features[b].t()).clamp(min=0)
+    matched_a, matched_b = max_weight_matching(1 - distance, distance < edge_distance)
+    delta = np.full((len(a), len(b)), beta)
+    delta[matched_a, matched_b] = -beta
+    return np.repeat(a, len(b)), np.tile(b, len(a)), delta.ravel()
 
 
 def _adjusted(distance, adjustment):
