@@ -262,6 +262,14 @@ class OLA(PersonSearchRCNN, ClusterMemoryModel):
         crops = self.embed_crops(images.tensor, boxes).split([len(b) for b in boxes])
         return [F.normalize(c.mean(dim=0), dim=0) if len(c) else c.new_zeros(self.embed_dim) for c in crops]
 
+    def _zero_with_every_parameter(self, proposal_embeddings):
+        """0, but with a graph to the re-id head and DMBE even when a batch has no positive proposal
+        (DDP expects a gradient for every parameter on every rank)."""
+        zero = proposal_embeddings.sum() * 0.0
+        if self.enhancement is not None:
+            zero = zero + sum(p.sum() for p in self.enhancement.parameters()) * 0.0
+        return zero
+
     def _reid_losses(self, batched_inputs, images, sampled, predictions, targets, proposal_embeddings, crop_embeddings):
         proposals = proposal_embeddings.split([len(p) for p in sampled])
         crops = crop_embeddings.split([len(t) for t in targets])
@@ -284,7 +292,7 @@ class OLA(PersonSearchRCNN, ClusterMemoryModel):
         losses = {
             "loss_reid_proposal": self.proposal_memory.loss(proposal_rows, proposal_slots),
             "loss_reid_instance": self.instance_memory.loss(instance_rows, instance_slots),
-            "loss_similarity": similarity.mean() if len(similarity) else crop_embeddings.sum() * 0.0,
+            "loss_similarity": (similarity.mean() if len(similarity) else 0.0) + self._zero_with_every_parameter(proposal_embeddings),
         }
         self.proposal_memory.update(proposal_rows, proposal_slots)
         self.instance_memory.update(instance_rows, instance_slots)
