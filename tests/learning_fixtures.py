@@ -44,8 +44,8 @@ SPNET_OC = LearningSetup("spnet_mnv2_oc_synthps.yaml", 300, ("SOLVER.WARMUP_ITER
 SPNET_QC = LearningSetup("spnet_mnv2_qc_synthps.yaml", 100, ("SOLVER.WARMUP_ITERS", 10))
 SPNET_OC_AFTER_QC = LearningSetup("spnet_mnv2_oc_synthps.yaml", 150, ("SOLVER.WARMUP_ITERS", 20))
 PSDIFF = LearningSetup("psdiff_tiny_ddet_synthps.yaml", 300, ("PS.PSDIFF.SAMPLE_STEPS", 1))
-# OLA trains on boxes only: 200 iterations = 6.7 epochs of 30 iterations, clustered before each.
-OLA = LearningSetup("ola_mnv2_synthps.yaml", 200, ("SOLVER.WARMUP_ITERS", 20, "SOLVER.BASE_LR", 0.0008))
+# OLA trains on boxes only: 120 iterations = 4 epochs of 30 iterations, clustered before each.
+OLA = LearningSetup("ola_mnv2_synthps.yaml", 120, ("SOLVER.WARMUP_ITERS", 20, "SOLVER.BASE_LR", 0.0008))
 
 
 @dataclass
