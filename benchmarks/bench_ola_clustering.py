@@ -73,10 +73,10 @@ def pair_scores(labels, truth, images):
     """Pairwise precision / recall of "same cluster" against "same identity" and same-image violations."""
     from sklearn.metrics.cluster import pair_confusion_matrix
 
+    from ps_plugin.modeling.common.clustering import same_image_pairs
+
     (_, false_positive), (false_negative, true_positive) = pair_confusion_matrix(truth, labels) // 2
-    keys = np.stack([labels, images], axis=1)
-    _, counts = np.unique(keys, axis=0, return_counts=True)
-    violations = int((counts * (counts - 1) // 2).sum())
+    violations = same_image_pairs(labels, images)
     return true_positive / max(true_positive + false_positive, 1), true_positive / max(true_positive + false_negative, 1), violations
 
 

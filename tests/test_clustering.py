@@ -12,6 +12,7 @@ from ps_plugin.modeling.common.clustering import (
     dbscan_labels,
     k_nearest_neighbours,
     k_reciprocal_jaccard,
+    same_image_pairs,
 )
 
 
@@ -135,3 +136,9 @@ def test_cac_with_beta_zero_only_sets_same_image_pairs_apart():
     features, image_ids = look_alike_scene(torch.Generator().manual_seed(0))
     result = context_aware_clustering(features, cosine_distance_graph(features), image_ids, eps=0.2, min_samples=2, beta=0.0)
     assert result.num_clusters == 1 and result.num_outliers == 0  # A' still reaches A through images 1..5
+
+
+def test_same_image_pairs_counts_boxes_of_one_image_in_one_cluster():
+    labels = np.array([0, 0, 0, 1, 2, 2])
+    images = np.array([7, 7, 7, 7, 8, 9])
+    assert same_image_pairs(labels, images) == 3  # the three boxes of image 7 in cluster 0

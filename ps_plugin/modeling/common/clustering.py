@@ -22,6 +22,7 @@ __all__ = [
     "dbscan_labels",
     "k_nearest_neighbours",
     "k_reciprocal_jaccard",
+    "same_image_pairs",
     "separate_same_image",
 ]
 
@@ -168,6 +169,12 @@ class ClusterResult:
     @property
     def num_outliers(self):
         return len(self.labels) - int(np.isin(self.labels, np.arange(self.num_clusters)).sum())
+
+
+def same_image_pairs(labels, image_ids):
+    """Pairs of boxes of one image that share a label (outliers have labels of their own)."""
+    _, counts = np.unique(np.stack([np.asarray(labels), np.asarray(image_ids)], axis=1), axis=0, return_counts=True)
+    return int((counts * (counts - 1) // 2).sum())
 
 
 def _clusters_with_repeated_images(labels, num_clusters, image_ids):

@@ -16,7 +16,7 @@ from torchvision.ops import roi_align
 
 from ps_plugin.modeling.baseline import PersonSearchRCNN
 from ps_plugin.modeling.common import ClusterMemoryModel, HybridClusterMemory, PseudoLabelState
-from ps_plugin.modeling.common.clustering import cluster_features
+from ps_plugin.modeling.common.clustering import cluster_features, same_image_pairs
 
 from .dual_memory import DualMemoryEnhancement
 from .prototype_matching import PrototypeMatcher
@@ -201,7 +201,8 @@ class OLA(PersonSearchRCNN, ClusterMemoryModel):
         if self._slot_images is None:
             raise RuntimeError("OLA.pseudo_labels: call index_training_boxes first")
         result = cluster_features(self.instance_memory.features.cpu(), self._slot_images, **self.cluster_options)
-        return result.labels, {"clusters": result.num_clusters, "outliers": result.num_outliers}
+        return result.labels, {"clusters": result.num_clusters, "outliers": result.num_outliers,
+                               "same_image_pairs": same_image_pairs(result.labels, self._slot_images)}
 
     def set_pseudo_labels(self, labels):
         self.proposal_memory.set_labels(labels)
