@@ -34,6 +34,15 @@ def test_batched_sinkhorn_equals_one_problem_at_a_time():
         assert torch.allclose(batched[b], single[0], atol=1e-12)
 
 
+def test_scaling_steps_between_log_sum_exp_steps_give_the_log_domain_iteration():
+    cost, supply, demand = random_problem(torch.Generator().manual_seed(3), 3, 5, 30, 2)
+    supply[1, 2] = 0.0  # an empty supplier
+    supply[1, 0] += 2.0
+    log_domain = sinkhorn(cost, supply, demand, epsilon=0.05, iterations=37, absorb_every=1)
+    absorbed = sinkhorn(cost, supply, demand, epsilon=0.05, iterations=37, absorb_every=10)
+    assert torch.allclose(absorbed, log_domain, rtol=0, atol=1e-9)
+
+
 def exact_transport(cost, supply):
     """scipy linprog of min <pi, C>, rows sum to supply, columns to 1 -> supplier of each column."""
     m, n = cost.shape

@@ -35,7 +35,7 @@ def max_weight_matching(weight, edges):
     return rows[keep], cols[keep]
 
 
-def sinkhorn(cost, supply, demand, epsilon=0.1, iterations=50):
+def sinkhorn(cost, supply, demand, epsilon=0.1, iterations=50, absorb_every=10):
     """Entropic optimal transport (Cuturi 2013), log domain, solved for B problems at once.
 
         min_pi <pi, C> - epsilon * H(pi)   s.t.   pi 1 = supply,   pi^T 1 = demand
@@ -43,8 +43,14 @@ def sinkhorn(cost, supply, demand, epsilon=0.1, iterations=50):
     with potentials f [B, M], g [B, N] (in units of eps) updated alternately:
         f_i = log a_i - logsumexp_j(g_j - C_ij / eps)
         g_j = log b_j - logsumexp_i(f_i - C_ij / eps)
-    and plan pi_ij = exp(f_i + g_j - C_ij / eps). The last update is g's, so the column sums
-    (demands) hold exactly and the row sums to the solver's accuracy.
+    and plan pi_ij = exp(f_i + g_j - C_ij / eps). Every `absorb_every`-th iteration computes the
+    potentials by these log-sum-exps and the plan from them; the iterations in between apply the
+    same updates as row / column scalings of that plan (pi <- pi * a / pi 1, then
+    pi <- pi * b / pi^T 1: exp of the potential updates), and the potentials absorb the scalings
+    (f += log(a / pi 1), g += log(b / pi^T 1)). After an exact step every row holds mass a_i and every column b_j, so no scaling
+    divides by an underflowed sum: the result is the log-domain iteration's, at a quarter of its
+    exponentials. The last update is g's, so the column sums (demands) hold exactly and the row
+    sums to the solver's accuracy.
 
     Args:
         cost: [B, M, N] finite costs (entries of padded rows / columns are ignored).
@@ -53,6 +59,7 @@ def sinkhorn(cost, supply, demand, epsilon=0.1, iterations=50):
             must be equal (an unbalanced problem converges to the demand side's marginal).
         epsilon: entropic regularisation (in cost units).
         iterations: number of (f, g) update pairs.
+        absorb_every: iterations per exact log-sum-exp step (1: every iteration in log-sum-exp form).
     Returns:
         plan [B, M, N], zero on padded rows and columns; all zeros for a problem with no supply.
     """
@@ -65,10 +72,25 @@ def sinkhorn(cost, supply, demand, epsilon=0.1, iterations=50):
     log_b = demand.log()
     f = torch.zeros_like(supply)
     g = torch.zeros_like(demand)
-    for _ in range(iterations):
-        f = log_a - _finite(torch.logsumexp(kernel + g[:, None, :], dim=2))
-        g = log_b - _finite(torch.logsumexp(kernel + f[:, :, None], dim=1))
-    return torch.exp(kernel + f[:, :, None] + g[:, None, :])
+    plan = torch.zeros_like(cost)
+    for iteration in range(iterations):
+        if iteration % absorb_every == 0:
+            f = log_a - _finite(torch.logsumexp(kernel + g[:, None, :], dim=2))
+            g = log_b - _finite(torch.logsumexp(kernel + f[:, :, None], dim=1))
+            plan = torch.exp(kernel + f[:, :, None] + g[:, None, :])
+            continue
+        row_scale = _ratio(supply, plan.sum(dim=2))
+        plan = plan * row_scale[:, :, None]
+        column_scale = _ratio(demand, plan.sum(dim=1))
+        plan = plan * column_scale[:, None, :]
+        f = f + row_scale.log()
+        g = g + column_scale.log()
+    return plan
+
+
+def _ratio(target, total):
+    """target / total, 0 where the target is 0 (padded rows / columns)."""
+    return torch.where(target > 0, target / total.clamp(min=torch.finfo(total.dtype).tiny), torch.zeros_like(target))
 
 
 def _finite(lse):
