@@ -1,11 +1,14 @@
 """OLA (configs/ola_mnv2_synthps.yaml), trained on the learning SynthPS's boxes only (identities
-never read), learns to detect and to search, and its re-id losses fall. Margins: docs/BENCHMARKS.md,
+never read), learns to detect and to search, and its detection losses and proposal-crop dissimilarity fall (the
+memory losses do not: their classes change with every epoch's clustering). Margins: docs/BENCHMARKS.md,
 "OLA"."""
 import pytest
 
 from learning_fixtures import QUERY_SET, assert_gains, assert_loss_falls, run_ola
 
-DET_AP_GAIN = 0.30  # trained - untrained detection AP@0.5
+# Measured gains (seeds 0 / 1): det AP 61.3 / 48.3, mAP 12.1 / 10.5 points (GT mAP falls: 27.8 / 22.6 of
+# the ImageNet model -> 21.0 / 19.0, docs/BENCHMARKS.md).
+DET_AP_GAIN = 0.25  # trained - untrained detection AP@0.5
 MAP_GAIN = 0.05  # trained - untrained search mAP
 
 
