@@ -2,11 +2,13 @@
 """The runs of the learning tests (tests/test_learning_*.py) for several seeds: how far each method
 gets above its untrained model, and how much that moves from seed to seed.
 
-    python benchmarks/learning_margins.py --seeds 0 1 [--methods baseline spnet_oc spnet_qc_oc psdiff] [--root DIR]
+    python benchmarks/learning_margins.py --seeds 0 1 [--methods baseline spnet_oc spnet_qc_oc psdiff ola ...] [--root DIR]
 
 Each method trains as its test does (tests/learning_fixtures.py: the learning SynthPS, the setups
 QUICKSTART, SPNET_OC, SPNET_QC + SPNET_OC_AFTER_QC, PSDIFF). PSDiff's teacher is the baseline run of
-the same seed. Prints one row per run (untrained -> trained, percentages) and the mean and spread
+the same seed. OLA trains on boxes only; its Table 1 rows (ola_base: no PM, CAC or DMBE; ola_pm;
+ola_pm_cac; ola = all three) and plain instance discrimination (ola_instance: ola_base with every box
+its own class, DBSCAN eps 1e-6) change only PS.OLA switches. Prints one row per run (untrained -> trained, percentages) and the mean and spread
 (max - min) of each gain; the tests' margins must stay well outside that spread.
 """
 import argparse
@@ -20,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the le
 from learning_fixtures import (  # noqa: E402
     QUERY_SET,
     make_learning_data,
+    run_ola,
     run_psdiff,
     run_quickstart,
     run_spnet_oc,
@@ -28,7 +31,15 @@ from learning_fixtures import (  # noqa: E402
 
 METRICS = (("det AP", "det/AP"), ("det recall", "det/recall"), ("mAP", f"{QUERY_SET}/mAP"),
            ("top-1", f"{QUERY_SET}/top1"), ("GT mAP", f"{QUERY_SET}/gt_mAP"))
-METHODS = ("baseline", "spnet_oc", "spnet_qc_oc", "psdiff")
+OLA_BASE = ("PS.OLA.PM.ENABLED", False, "PS.OLA.CLUSTER.CONTEXT", False, "PS.OLA.DMBE.ENABLED", False)
+OLA_RUNS = {
+    "ola": (),
+    "ola_base": OLA_BASE,
+    "ola_pm": OLA_BASE[2:],
+    "ola_pm_cac": OLA_BASE[4:],
+    "ola_instance": OLA_BASE + ("PS.OLA.CLUSTER.EPS", 1e-6),
+}
+METHODS = ("baseline", "spnet_oc", "spnet_qc_oc", "psdiff") + tuple(OLA_RUNS)
 
 
 def run(method, data, seed, teachers):
@@ -39,6 +50,8 @@ def run(method, data, seed, teachers):
         return run_spnet_oc(data, seed)
     if method == "spnet_qc_oc":
         return run_spnet_qc_then_oc(data, seed)[1]
+    if method in OLA_RUNS:
+        return run_ola(data, seed, OLA_RUNS[method])
     if seed not in teachers:
         teachers[seed] = run_quickstart(data, seed)
     return run_psdiff(data, teachers[seed], seed)
@@ -69,7 +82,7 @@ def gains(rows):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS[:4]))
     parser.add_argument("--root", help="where data and runs are written (default: a temporary folder)")
     args = parser.parse_args()
     data = make_learning_data(args.root or tempfile.mkdtemp(prefix="learning_margins_"))

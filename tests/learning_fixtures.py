@@ -43,6 +43,8 @@ SPNET_OC = LearningSetup("spnet_mnv2_oc_synthps.yaml", 300, ("SOLVER.WARMUP_ITER
 SPNET_QC = LearningSetup("spnet_mnv2_qc_synthps.yaml", 100, ("SOLVER.WARMUP_ITERS", 10))
 SPNET_OC_AFTER_QC = LearningSetup("spnet_mnv2_oc_synthps.yaml", 150, ("SOLVER.WARMUP_ITERS", 20))
 PSDIFF = LearningSetup("psdiff_tiny_ddet_synthps.yaml", 300, ("PS.PSDIFF.SAMPLE_STEPS", 1))
+# OLA trains on boxes only: 120 iterations = 4 epochs of 30 iterations, clustered before each.
+OLA = LearningSetup("ola_mnv2_synthps.yaml", 120, ("SOLVER.WARMUP_ITERS", 20, "SOLVER.BASE_LR", 0.0008))
 
 
 @dataclass
@@ -179,6 +181,13 @@ def run_spnet_qc_then_oc(data, seed=0):
     oc_cfg = learning_cfg(SPNET_OC_AFTER_QC, data, f"spnet_oc_after_qc_seed{seed}", seed)
     oc_cfg.MODEL.WEIGHTS = str(qc.weights)
     return qc, train_and_evaluate(oc_cfg)
+
+
+def run_ola(data, seed=0, opts=()):
+    """OLA with identities hidden from training (`opts`: further KEY VALUE overrides, e.g. ablations)."""
+    cfg = learning_cfg(OLA, data, f"ola_seed{seed}" + "".join(f"_{v}" for v in opts[1::2]), seed)
+    cfg.merge_from_list(list(opts))
+    return train_and_evaluate(cfg)
 
 
 def run_psdiff(data, teacher, seed=0):

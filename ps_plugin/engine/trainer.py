@@ -20,7 +20,7 @@ from ps_plugin.data.mapper import PersonSearchDatasetMapper
 from ps_plugin.data.samplers import SeededMapper, ShuffledStreamDataset, StreamPositionSampler, rng_state, set_rng_state
 from ps_plugin.engine.checkpointer import PersonSearchCheckpointer
 from ps_plugin.engine.finite_loss import FiniteLossAMPTrainer, FiniteLossTrainer
-from ps_plugin.engine.hooks import BroadcastBatchNormStatistics, GatherRNGStates
+from ps_plugin.engine.hooks import BroadcastBatchNormStatistics, EpochClusteringHook, GatherRNGStates, MemoryInitHook
 from ps_plugin.engine.optimizer import build_person_search_optimizer
 from ps_plugin.evaluation import (
     PersonSearchEvaluator,
@@ -28,6 +28,7 @@ from ps_plugin.evaluation import (
     is_query_conditioned,
     query_centric_inference,
 )
+from ps_plugin.modeling.common import ClusterMemoryModel
 from ps_plugin.modeling.common.num_pids import size_identity_tables
 
 logger = logging.getLogger(__name__)
@@ -103,8 +104,17 @@ class PersonSearchTrainer(DefaultTrainer):
 
     def build_hooks(self):
         """Detectron2's hooks, after `GatherRNGStates` and `BroadcastBatchNormStatistics` (which must run
-        before the checkpointer)."""
-        return [GatherRNGStates(), BroadcastBatchNormStatistics()] + super().build_hooks()
+        before the checkpointer) and, for a model trained with pseudo labels (ClusterMemoryModel), the
+        memory-init and epoch-clustering hooks (before the checkpointer and the evaluation)."""
+        hooks = [GatherRNGStates(), BroadcastBatchNormStatistics()]
+        if isinstance(getattr(self.model, "module", self.model), ClusterMemoryModel):
+            records = self.train_records
+            mapper = PersonSearchDatasetMapper(self.cfg, is_train=False)
+            hooks += [
+                MemoryInitHook(records, mapper, self.cfg.DATALOADER.NUM_WORKERS),
+                EpochClusteringHook(len(records), self.cfg.SOLVER.IMS_PER_BATCH),
+            ]
+        return hooks + super().build_hooks()
 
     def train(self):
         """Train, then return the results of the evaluation run at the end of training (or None)."""

@@ -31,3 +31,12 @@ def all_gather_tensor(x):
     gathered = [torch.empty_like(padded) for _ in range(world_size)]
     dist.all_gather(gathered, padded.contiguous())
     return torch.cat([g[:n] for g, n in zip(gathered, sizes)], dim=0)
+
+
+@torch.no_grad()
+def broadcast_tensor(x, src=0):
+    """Every rank receives rank `src`'s `x` (same shape and dtype on every rank), in place; returns it.
+    With one process (or no process group) returns `x` unchanged."""
+    if _world_size() > 1:
+        dist.broadcast(x, src=src)
+    return x

@@ -25,20 +25,30 @@ class PersonSearchRes5ROIHeads(Res5ROIHeads):
     @classmethod
     def from_config(cls, cfg, input_shape):
         ret = super().from_config(cfg, input_shape)
-        ret["reid_branch"] = ReIDBranch(cfg, ret["res5"][-1].out_channels)
+        ret["reid_branch"] = cls.build_reid_branch(cfg, ret["res5"][-1].out_channels)
         return ret
+
+    @classmethod
+    def build_reid_branch(cls, cfg, in_channels):
+        """The re-id branch on ROI features of `in_channels` (OIM's; a method with another
+        identity loss overrides it)."""
+        return ReIDBranch(cfg, in_channels)
 
     def _roi_features(self, features, boxes):
         return self._shared_roi_transform([features[f] for f in self.in_features], boxes)
+
+    def box_predictions_and_reid_features(self, features, boxes):
+        """list[Boxes] per image -> (box predictor outputs, re-id branch input [sum N, C, h, w])."""
+        box_features = self._roi_features(features, boxes)
+        return self.box_predictor(box_features.mean(dim=[2, 3])), box_features
 
     def forward(self, images, features, proposals, targets=None):
         if not self.training:
             return super().forward(images, features, proposals, targets)
         proposals = self.label_and_sample_proposals(proposals, targets)
-        box_features = self._roi_features(features, [p.proposal_boxes for p in proposals])
-        predictions = self.box_predictor(box_features.mean(dim=[2, 3]))
+        predictions, reid_features = self.box_predictions_and_reid_features(features, [p.proposal_boxes for p in proposals])
         losses = self.box_predictor.losses(predictions, proposals)
-        losses.update(self.reid_branch.losses(box_features, proposals))
+        losses.update(self.reid_branch.losses(reid_features, proposals))
         return [], losses
 
     def embed_boxes(self, features, boxes):
@@ -67,8 +77,14 @@ class PersonSearchStandardROIHeads(StandardROIHeads):
                 width=cfg.MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION,
             )
             ret["reid_box_head"] = build_box_head(cfg, pooled)
-        ret["reid_branch"] = ReIDBranch(cfg, ret["box_head"].output_shape.channels)
+        ret["reid_branch"] = cls.build_reid_branch(cfg, ret["box_head"].output_shape.channels)
         return ret
+
+    @classmethod
+    def build_reid_branch(cls, cfg, in_channels):
+        """The re-id branch on box-head vectors of `in_channels` (OIM's; a method with another
+        identity loss overrides it)."""
+        return ReIDBranch(cfg, in_channels)
 
     def _pooled(self, features, boxes):
         return self.box_pooler([features[f] for f in self.box_in_features], boxes)
@@ -76,14 +92,18 @@ class PersonSearchStandardROIHeads(StandardROIHeads):
     def _reid_features(self, pooled, box_features):
         return box_features if self.reid_box_head is None else self.reid_box_head(pooled)
 
+    def box_predictions_and_reid_features(self, features, boxes):
+        """list[Boxes] per image -> (box predictor outputs, re-id branch input [sum N, C])."""
+        pooled = self._pooled(features, boxes)
+        box_features = self.box_head(pooled)
+        return self.box_predictor(box_features), self._reid_features(pooled, box_features)
+
     def _forward_box(self, features, proposals):
         if not self.training:
             return super()._forward_box(features, proposals)
-        pooled = self._pooled(features, [p.proposal_boxes for p in proposals])
-        box_features = self.box_head(pooled)
-        predictions = self.box_predictor(box_features)
+        predictions, reid_features = self.box_predictions_and_reid_features(features, [p.proposal_boxes for p in proposals])
         losses = self.box_predictor.losses(predictions, proposals)
-        losses.update(self.reid_branch.losses(self._reid_features(pooled, box_features), proposals))
+        losses.update(self.reid_branch.losses(reid_features, proposals))
         return losses
 
     def embed_boxes(self, features, boxes):

@@ -1,9 +1,21 @@
 """Parts every method reuses: the meta-architecture base (the model contract's inference), OIM,
-memory banks, the embedding head, the OIM table size."""
+memory banks, the hybrid cluster memory of pseudo-label methods, the embedding head, the OIM table
+size. Assignment solvers and clustering: the submodules `assignment` and `clustering`."""
+from .hybrid_memory import ClusterMemoryModel, HybridClusterMemory, PseudoLabelState
 from .memory_bank import FeatureQueue, MemoryBank
 from .meta_arch_base import PersonSearchMetaArch
 from .num_pids import resolve_num_pids
 from .oim import OIMLoss
 from .reid_head import ReIDEmbeddingHead
 
-__all__ = ["FeatureQueue", "MemoryBank", "OIMLoss", "PersonSearchMetaArch", "ReIDEmbeddingHead", "resolve_num_pids"]
+__all__ = [
+    "ClusterMemoryModel",
+    "FeatureQueue",
+    "HybridClusterMemory",
+    "MemoryBank",
+    "OIMLoss",
+    "PersonSearchMetaArch",
+    "PseudoLabelState",
+    "ReIDEmbeddingHead",
+    "resolve_num_pids",
+]

@@ -99,6 +99,12 @@ class PersonSearchMetaArch(nn.Module, ABC):
         images = [(x["image"].to(self.device).float() - self.pixel_mean) / self.pixel_std for x in batched_inputs]
         return ImageList.from_tensors(images, self.backbone.size_divisibility)
 
+    def extract_features(self, images: ImageList) -> Dict[str, torch.Tensor]:
+        """The maps `detect` and `embed_boxes` receive: the backbone's {name: [B, C_l, H_l, W_l]}.
+        A method that also needs the input image there (OLA's instance crops) adds it under its own
+        name; `select_images` takes sub-batches of every entry alike."""
+        return self.backbone(images.tensor)
+
     def forward(self, batched_inputs: List[dict]):
         if self.training:
             return self.losses(batched_inputs)
@@ -109,7 +115,7 @@ class PersonSearchMetaArch(nn.Module, ABC):
         query inputs -> {QUERY_EMBEDDINGS}; gallery inputs -> {"instances"} (in the original image
         when `do_postprocess`, else in the input image), plus GT_EMBEDDINGS with GT_BOXES_FOR_REID."""
         images = self.preprocess_image(batched_inputs)
-        features = self.backbone(images.tensor)
+        features = self.extract_features(images)
         outputs = [{} for _ in batched_inputs]
         query = [i for i, x in enumerate(batched_inputs) if QUERY_BOXES in x]
         gallery = [i for i, x in enumerate(batched_inputs) if QUERY_BOXES not in x]

@@ -1,19 +1,9 @@
 """Matching of predictions to ground truths with the eq. 13 cost: one-to-one (scipy Hungarian / JV,
 the paper) or DiffusionDet's dynamic-k (SimOTA) assignment (its released code's variant)."""
 import torch
-from scipy.optimize import linear_sum_assignment
 from torchvision.ops import box_iou, generalized_box_iou
 
-
-def hungarian_match(cost):
-    """Minimum-cost one-to-one assignment of a cost matrix [N, M] (N predictions, M targets).
-
-    Returns (pred_indices, target_indices): int64 tensors of length min(N, M) on `cost`'s device,
-    sorted by prediction index.
-    """
-    rows, cols = linear_sum_assignment(cost.detach().cpu().numpy())
-    device = cost.device
-    return torch.as_tensor(rows, dtype=torch.long, device=device), torch.as_tensor(cols, dtype=torch.long, device=device)
+from ps_plugin.modeling.common.assignment import hungarian_match
 
 
 def focal_class_cost(logits, alpha=0.25, gamma=2.0):
