@@ -36,11 +36,12 @@ MODELS = {
 }
 
 
-def build_random_model(config_name, device, zero_thresholds=True):
-    """The model of configs/<config_name> with random weights, in eval mode on `device`
-    (every detection score passes with `zero_thresholds`)."""
+def build_random_model(config_name, device, zero_thresholds=True, opts=()):
+    """The model of configs/<config_name> (then the KEY VALUE list `opts`) with random weights, in
+    eval mode on `device` (every detection score passes with `zero_thresholds`)."""
     cfg = get_ps_cfg()
     cfg.merge_from_file(str(CONFIGS / config_name))
+    cfg.merge_from_list(list(opts))
     cfg.MODEL.DEVICE = device
     cfg.MODEL.WEIGHTS = ""
     cfg.PS.BACKBONE.WEIGHTS = ""
@@ -76,8 +77,9 @@ def forward_context(device, amp):
     return torch.autocast(device_type, dtype=torch.float16 if device_type == "cuda" else torch.bfloat16)
 
 
-def time_per_image(model, size, num_images, device, amp=False):
-    """Mean seconds per image of `size` (H, W) over `num_images` (after one warm-up); also the mean detections."""
+def image_seconds(model, size, num_images, device, amp=False):
+    """Wall seconds of each of `num_images` images of `size` (H, W), after one warm-up image, and
+    the detections of each; a list of floats and a list of ints."""
     height, width = size
     generator = torch.Generator().manual_seed(height if height == width else height * 10000 + width)
     images = [torch.randint(0, 256, (3, height, width), generator=generator, dtype=torch.uint8)
@@ -94,6 +96,12 @@ def time_per_image(model, size, num_images, device, amp=False):
             if index > 0:
                 seconds.append(time.perf_counter() - start)
                 detections.append(len(output["instances"]))
+    return seconds, detections
+
+
+def time_per_image(model, size, num_images, device, amp=False):
+    """Mean seconds per image of `size` (H, W) over `num_images` (after one warm-up); also the mean detections."""
+    seconds, detections = image_seconds(model, size, num_images, device, amp)
     return sum(seconds) / len(seconds), sum(detections) / len(detections)
 
 
