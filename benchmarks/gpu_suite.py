@@ -177,14 +177,16 @@ def peak_gib(device):
 
 def inference(args, case, size):
     """Time gallery inference of `case` at `size` (H, W)."""
-    model = build_random_model(case.config, args.device, opts=case.opts + args.opts).to(memory_format=torch.channels_last)
+    model = build_random_model(case.config, args.device, opts=case.opts + args.opts)
+    model = model.to(memory_format=torch.channels_last)
     reset_peak(args.device)
     seconds, detections = image_seconds(model, size, args.images, args.device, amp=args.amp)
     median = statistics.median(seconds)
     target = case.targets.get(size)
     return {
         "ms_median": round(1000 * median, 2), "ms_p90": round(1000 * float(np.percentile(seconds, 90)), 2),
-        "images_per_s": round(1 / median, 2), "target_fps": target, "meets_target": None if target is None else 1 / median >= target,
+        "images_per_s": round(1 / median, 2), "target_fps": target,
+        "meets_target": None if target is None else 1 / median >= target,
         "detections": round(statistics.mean(detections), 1), "peak_gib": peak_gib(args.device),
     }
 
@@ -257,8 +259,9 @@ def training(args, case, work_dir):
             seconds.append(time.perf_counter() - start)
     steady = seconds[1:] or seconds
     return {
-        "iterations": len(seconds), "batch": cfg.SOLVER.IMS_PER_BATCH, "train_size": f"{cfg.INPUT.MIN_SIZE_TRAIN}/{cfg.INPUT.MAX_SIZE_TRAIN}",
-        "s_first_iter": round(seconds[0], 3), "s_per_iter": round(statistics.median(steady), 3), "peak_gib": peak_gib(args.device),
+        "iterations": len(seconds), "batch": cfg.SOLVER.IMS_PER_BATCH,
+        "train_size": f"{cfg.INPUT.MIN_SIZE_TRAIN}/{cfg.INPUT.MAX_SIZE_TRAIN}", "s_first_iter": round(seconds[0], 3),
+        "s_per_iter": round(statistics.median(steady), 3), "peak_gib": peak_gib(args.device),
     }
 
 
@@ -302,7 +305,8 @@ def markdown(header, rows):
     lines = [f"Device: {header['device']}; AMP {header['amp']}; torch {header['torch']}; smoke {header['smoke']}; "
              f"{header['elapsed_s']} s of a {header['budget_s']} s budget.", ""]
     tables = {
-        "inference": ("case", "size", "ms_median", "ms_p90", "images_per_s", "target_fps", "meets_target", "detections", "peak_gib"),
+        "inference": ("case", "size", "ms_median", "ms_p90", "images_per_s", "target_fps", "meets_target", "detections",
+                      "peak_gib"),
         "training": ("case", "batch", "train_size", "iterations", "s_first_iter", "s_per_iter", "peak_gib"),
         "evaluator": ("case", "queries", "gallery_images", "s_plain", "s_cbgm", "mAP_plain", "mAP_cbgm"),
     }

@@ -67,7 +67,8 @@ def save_results(path, gallery, queries, query_sets=None):
 
 def _queries_from_arrays(arrays, prefix):
     images, boxes, embeddings = (arrays[f"{prefix}/{key}"] for key in ("images", "boxes", "embeddings"))
-    return [{"image": image, "box": box, "embedding": embedding} for image, box, embedding in zip(images.tolist(), boxes, embeddings)]
+    return [{"image": image, "box": box, "embedding": embedding}
+            for image, box, embedding in zip(images.tolist(), boxes, embeddings)]
 
 
 def _load_npz(path):
@@ -80,7 +81,8 @@ def _load_npz(path):
         arrays["gallery/image_ids"].tolist(), arrays["gallery/counts"], arrays["gallery/boxes"],
         arrays["gallery/scores"], arrays["gallery/embeddings"], source=str(path),
     )
-    sets = {name[len("query_sets/"):-len("/images")] for name in arrays if name.startswith("query_sets/") and name.endswith("/images")}
+    sets = {name[len("query_sets/"):-len("/images")]
+            for name in arrays if name.startswith("query_sets/") and name.endswith("/images")}
     query_sets = {None: _queries_from_arrays(arrays, "queries")}
     query_sets.update({name: _queries_from_arrays(arrays, f"query_sets/{name}") for name in sets})
     return gallery, query_sets
@@ -99,7 +101,9 @@ def _load_pickle(path):
         raise ValueError(f"{path}: the pickle holds a {type(content).__name__}, expected a dict (see results_io.py).")
     missing = {"gallery", "queries"} - set(content)
     if missing:
-        raise ValueError(f"{path}: results pickle lacks {sorted(missing)}; expected keys 'gallery' and 'queries' (see results_io.py).")
+        raise ValueError(
+            f"{path}: results pickle lacks {sorted(missing)}; expected keys 'gallery' and 'queries' (see results_io.py)."
+        )
     return content["gallery"], {None: content["queries"], **content.get("query_sets", {})}
 
 
