@@ -36,9 +36,9 @@ MODELS = {
 }
 
 
-def build_random_model(config_name, device, zero_thresholds=True, opts=()):
-    """The model of configs/<config_name> (then the KEY VALUE list `opts`) with random weights, in
-    eval mode on `device` (every detection score passes with `zero_thresholds`)."""
+def random_model_cfg(config_name, device, zero_thresholds=True, opts=()):
+    """The config of configs/<config_name> (then the KEY VALUE list `opts`) for a random-weight model
+    on `device` that reads no dataset (every detection score passes with `zero_thresholds`)."""
     cfg = get_ps_cfg()
     cfg.merge_from_file(str(CONFIGS / config_name))
     cfg.merge_from_list(list(opts))
@@ -49,8 +49,13 @@ def build_random_model(config_name, device, zero_thresholds=True, opts=()):
     if zero_thresholds:
         cfg.PS.SPNET.TEST.SCORE_THRESH = -1.0
         cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.0
+    return cfg
+
+
+def build_random_model(config_name, device, zero_thresholds=True, opts=()):
+    """The model of random_model_cfg(...) with random weights (seed 0), in eval mode on `device`."""
     torch.manual_seed(0)
-    return build_model(cfg).eval()
+    return build_model(random_model_cfg(config_name, device, zero_thresholds, opts)).eval()
 
 
 def parse_size(text):

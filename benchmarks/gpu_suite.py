@@ -42,10 +42,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from detectron2.data import DatasetCatalog
+from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
 
 from bench_eval_protocols import prw_queries
-from bench_spnet_speed import CONFIGS, build_random_model, image_seconds, size_label
+from bench_spnet_speed import CONFIGS, build_random_model, image_seconds, random_model_cfg, size_label
 
 from ps_plugin.config import get_ps_cfg
 from ps_plugin.data.datasets.cuhk_sysu_protocol import cuhk_sysu_search_records
@@ -208,14 +209,16 @@ def make_synthps(args, work_dir):
     return root
 
 
-def random_teacher(args, work_dir):
+def random_teacher(work_dir):
     """(config file, weights) of a randomly initialised baseline R50 saved once: PSDiff trains only
     with a teacher checkpoint, and its values do not change the step's cost."""
-    weights = os.path.join(work_dir, "random_teacher.pth")
-    config = str(CONFIGS / "baseline_r50_cuhk.yaml")
+    config, weights = os.path.join(work_dir, "random_teacher.yaml"), os.path.join(work_dir, "random_teacher.pth")
     if not os.path.exists(weights):
-        model = build_random_model("baseline_r50_cuhk.yaml", "cpu")
-        torch.save({"model": model.state_dict()}, weights)
+        cfg = random_model_cfg("baseline_r50_cuhk.yaml", "cpu", zero_thresholds=False)
+        with open(config, "w") as f:
+            f.write(cfg.dump())
+        torch.manual_seed(0)
+        torch.save({"model": build_model(cfg).state_dict()}, weights)
     return config, weights
 
 
@@ -234,7 +237,7 @@ def train_cfg(args, case, work_dir):
     if args.train_batch:
         cfg.SOLVER.IMS_PER_BATCH = args.train_batch
     if cfg.MODEL.META_ARCHITECTURE == "PSDiff":
-        cfg.PS.PSDIFF.TEACHER.CONFIG_FILE, cfg.PS.PSDIFF.TEACHER.WEIGHTS = random_teacher(args, work_dir)
+        cfg.PS.PSDIFF.TEACHER.CONFIG_FILE, cfg.PS.PSDIFF.TEACHER.WEIGHTS = random_teacher(work_dir)
     if args.smoke:
         cfg.DATALOADER.NUM_WORKERS = 0
         cfg.INPUT.MIN_SIZE_TRAIN, cfg.INPUT.MAX_SIZE_TRAIN = (SMOKE_SIZE[0],), SMOKE_SIZE[1]
