@@ -23,10 +23,10 @@ fit in what is left of --budget-s is recorded as skipped):
      on the generated SynthPS gallery; with and without CBGM.
 
 Outputs: <out>/gpu_suite.json (rewritten after every task, so a run cut short keeps what it
-measured) and <out>/gpu_suite.md. --smoke: CPU, float32, 96 x 128 px images, 1 timed image, 1
-training iteration at batch 2 on a 16-scene SynthPS, 32 RPN proposals, 16 sampled RoIs and
-PSDiff boxes (SMOKE_OPTS), the generated SynthPS alone in the evaluator: seconds per config, for
-the test that keeps this script working while no GPU is around.
+measured) and <out>/gpu_suite.md. --smoke: CPU, float32, 96 x 128 px images (128 px crops), 1
+timed image, 1 training iteration at batch 2 on a 16-scene SynthPS, few proposals, RoIs and
+anchors (SMOKE_OPTS), the generated SynthPS alone in the evaluator: seconds per config, for the
+test that keeps this script working while no GPU is around.
 """
 import argparse
 import json
@@ -59,10 +59,13 @@ from ps_plugin.evaluation.simulate import ResultSimulator, simulate_results
 
 CUHK_SIZE, PRW_SIZE, PSDIFF_SIZE = (900, 1500), (844, 1500), (800, 1333)  # paper test sizes (H, W)
 SMOKE_SIZE = (96, 128)
-# --smoke: fewer proposals and sampled RoIs as well as small images (a C4 head runs res5 on every RoI).
+# --smoke: small images and crops (SPNet trains on PS.INPUT.CROP_SIZE crops), fewer proposals,
+# sampled RoIs and anchors (a C4 head runs res5 on every RoI, SPNet-L's later stages a ConvNeXt
+# stage on every sampled anchor).
 SMOKE_OPTS = (
     "MODEL.RPN.POST_NMS_TOPK_TRAIN", 32, "MODEL.RPN.POST_NMS_TOPK_TEST", 32, "MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE", 16,
-    "PS.PSDIFF.NUM_PROPOSALS_TRAIN", 16, "PS.PSDIFF.NUM_PROPOSALS_TEST", 16,
+    "PS.PSDIFF.NUM_PROPOSALS_TRAIN", 16, "PS.PSDIFF.NUM_PROPOSALS_TEST", 16, "PS.SPNET.TRAIN.NUM_SAMPLED_ANCHORS", 32,
+    "PS.INPUT.CROP_SIZE", 128,
 )
 SYNTHPS_PREFIX = "gpu_suite_synthps"
 
