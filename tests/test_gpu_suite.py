@@ -42,7 +42,7 @@ def test_a_failing_config_is_recorded_and_the_next_one_runs(tmp_path, monkeypatc
     assert "| quickstart | 96x128 |" in table and "| broken | 96x128 |" in table
 
 
-@pytest.mark.slow  # every full-size config built, run and trained one step on CPU: ~1-2 min on 2 cores
+@pytest.mark.slow  # every full-size config built, run and trained one step on CPU: ~60 s on 2 cores
 def test_smoke_runs_every_config_inference_and_training_step(tmp_path):
     gpu_suite.main(["--smoke", "--out", str(tmp_path / "out"), "--work-dir", str(tmp_path / "work")])
     rows, _ = read(tmp_path / "out")
