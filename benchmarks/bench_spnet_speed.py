@@ -36,11 +36,12 @@ MODELS = {
 }
 
 
-def build_random_model(config_name, device, zero_thresholds=True):
-    """The model of configs/<config_name> with random weights, in eval mode on `device`
-    (every detection score passes with `zero_thresholds`)."""
+def random_model_cfg(config_name, device, zero_thresholds=True, opts=()):
+    """The config of configs/<config_name> (then the KEY VALUE list `opts`) for a random-weight model
+    on `device` that reads no dataset (every detection score passes with `zero_thresholds`)."""
     cfg = get_ps_cfg()
     cfg.merge_from_file(str(CONFIGS / config_name))
+    cfg.merge_from_list(list(opts))
     cfg.MODEL.DEVICE = device
     cfg.MODEL.WEIGHTS = ""
     cfg.PS.BACKBONE.WEIGHTS = ""
@@ -48,8 +49,13 @@ def build_random_model(config_name, device, zero_thresholds=True):
     if zero_thresholds:
         cfg.PS.SPNET.TEST.SCORE_THRESH = -1.0
         cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.0
+    return cfg
+
+
+def build_random_model(config_name, device, zero_thresholds=True, opts=()):
+    """The model of random_model_cfg(...) with random weights (seed 0), in eval mode on `device`."""
     torch.manual_seed(0)
-    return build_model(cfg).eval()
+    return build_model(random_model_cfg(config_name, device, zero_thresholds, opts)).eval()
 
 
 def parse_size(text):
@@ -76,8 +82,9 @@ def forward_context(device, amp):
     return torch.autocast(device_type, dtype=torch.float16 if device_type == "cuda" else torch.bfloat16)
 
 
-def time_per_image(model, size, num_images, device, amp=False):
-    """Mean seconds per image of `size` (H, W) over `num_images` (after one warm-up); also the mean detections."""
+def image_seconds(model, size, num_images, device, amp=False):
+    """Wall seconds of each of `num_images` images of `size` (H, W), after one warm-up image, and
+    the detections of each; a list of floats and a list of ints."""
     height, width = size
     generator = torch.Generator().manual_seed(height if height == width else height * 10000 + width)
     images = [torch.randint(0, 256, (3, height, width), generator=generator, dtype=torch.uint8)
@@ -94,6 +101,12 @@ def time_per_image(model, size, num_images, device, amp=False):
             if index > 0:
                 seconds.append(time.perf_counter() - start)
                 detections.append(len(output["instances"]))
+    return seconds, detections
+
+
+def time_per_image(model, size, num_images, device, amp=False):
+    """Mean seconds per image of `size` (H, W) over `num_images` (after one warm-up); also the mean detections."""
+    seconds, detections = image_seconds(model, size, num_images, device, amp)
     return sum(seconds) / len(seconds), sum(detections) / len(detections)
 
 

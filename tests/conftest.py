@@ -15,3 +15,12 @@ def learning_data(tmp_path_factory):
 def quickstart_run(learning_data):
     """configs/quick_schedules/quickstart.yaml trained on the learning SynthPS (TrainedRun)."""
     return run_quickstart(learning_data)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def protocol_cache(tmp_path_factory):
+    """Parsed protocol files are cached in a session folder, not in the user's ~/.cache."""
+    folder = tmp_path_factory.mktemp("ps_plugin_cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PS_PLUGIN_CACHE", str(folder))
+        yield folder

@@ -10,7 +10,9 @@ import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import Boxes, Instances
 
-from ps_plugin.evaluation import PersonSearchEvaluator, build_person_search_test_dicts, evaluate_search, queries_for_protocol
+from ps_plugin.evaluation import (
+    PersonSearchEvaluator, build_person_search_test_dicts, evaluate_search, load_results, queries_for_protocol,
+)
 from ps_plugin.evaluation.simulate import ResultSimulator, known_people, simulate_results
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -85,7 +87,8 @@ def test_query_dedup_and_order_free_evaluation(tmp_path):
     assert 0.0 < in_order["det/recall"] <= 1.0
     assert json.loads((tmp_path / "person_search_metrics.json").read_text()) == pytest.approx(in_order)
     assert (tmp_path / "cmc.png").stat().st_size > 0
-    assert (tmp_path / "search_results.pkl").exists()
+    gallery, saved = load_results(tmp_path / "search_results.npz", "evtest_query_G8")
+    assert len(saved) == len(DatasetCatalog.get("evtest_query_G8")) and len(gallery.image_ids) == 12
 
 
 def test_missing_query_embedding_is_named():

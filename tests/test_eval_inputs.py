@@ -1,10 +1,9 @@
-"""Bad input gets an error naming the query or image; results pickle round trip; detection metrics."""
+"""Bad input gets an error naming the query or image; detection metrics."""
 import numpy as np
 import pytest
 
 from ps_plugin.evaluation import (
-    GalleryResults, GalleryTruth, SearchQuery, evaluate_detection, evaluate_search, load_results,
-    queries_for_protocol, save_results,
+    GalleryResults, GalleryTruth, SearchQuery, evaluate_detection, evaluate_search, queries_for_protocol,
 )
 
 BOX = [100, 100, 150, 250]
@@ -55,17 +54,6 @@ def test_length_mismatches_are_named(tmp_path):
     q.gallery_boxes = q.gallery_boxes[:0]
     with pytest.raises(ValueError, match="1 gallery images but 0 gallery boxes"):
         evaluate_search(gallery(), [q])
-
-
-def test_results_pickle_round_trip(tmp_path):
-    path = tmp_path / "results.pkl"
-    saved = [{"image": "q.jpg", "box": BOX, "embedding": np.array([1.0, 0.0])}]
-    save_results(path, gallery(), saved, {"set_a": saved})
-    loaded_gallery, loaded_queries = load_results(path)
-    assert list(loaded_gallery) == ["a.jpg"] and loaded_queries[0]["image"] == "q.jpg"
-    assert load_results(path, "set_a")[1][0]["image"] == "q.jpg"
-    with pytest.raises(KeyError, match="no query set 'set_b'"):
-        load_results(path, "set_b")
 
 
 def test_detection_ap_recall_and_labeled_only():

@@ -1,6 +1,8 @@
-"""tools/evaluate_results.py end to end: a results pickle and the real protocol file formats
-(format_fixtures.py) in, the printed table and the --output JSON out, against hand-worked metrics."""
+"""tools/evaluate_results.py end to end: a results file and the real protocol file formats
+(format_fixtures.py) in, the printed table and the --output JSON out, against hand-worked metrics.
+CUHK-SYSU runs without torch (well under a second a run); PRW loads its dataset through Detectron2."""
 import json
+import pickle
 import subprocess
 import sys
 
@@ -10,8 +12,6 @@ import pytest
 from common import REPO_ROOT
 from format_fixtures import write_cuhk_sysu, write_prw
 from ps_plugin.evaluation import save_results
-
-pytestmark = pytest.mark.slow  # each run of the tool imports torch and Detectron2 afresh (~5 s CPU)
 
 
 def unit(*pairs, dim=6):
@@ -28,11 +28,14 @@ def detections(*rows):
             "embeddings": np.stack([r[2] for r in rows])}
 
 
-def run_tool(results, *args, output):
+def run_tool(results, *args, output, expect_success=True):
     completed = subprocess.run(
         [sys.executable, "tools/evaluate_results.py", str(results), *args, "--output", str(output)],
         cwd=REPO_ROOT, capture_output=True, text=True,
     )
+    if not expect_success:
+        assert completed.returncode != 0
+        return completed.stderr
     assert completed.returncode == 0, completed.stderr
     return completed.stdout, json.loads(output.read_text())
 
@@ -60,12 +63,12 @@ def test_cuhk_sysu_protocol_with_and_without_cbgm(tmp_path):
     }
     queries = [{"image": "s4.jpg", "box": [20, 30, 60, 120], "embedding": unit((0, 1))},
                {"image": "s6.jpg", "box": [30, 20, 70, 120], "embedding": unit((5, 0.6), (2, 0.8))}]
-    results = tmp_path / "results.pkl"
+    results = tmp_path / "results.npz"
     save_results(results, gallery, queries)
 
     printed, metrics = run_tool(results, "--protocol", "cuhk_sysu", "--protocol-file", protocol, output=tmp_path / "plain.json")
     assert metrics == pytest.approx({"mAP": 2 / 3, "top1": 0.5, "top5": 1.0, "top10": 1.0})
-    assert "results.pkl: 2 queries, protocol cuhk_sysu" in printed
+    assert "results.npz: 2 queries, protocol cuhk_sysu" in printed
     assert "| mAP | 66.67% |" in printed and "| top1 | 50.00% |" in printed
 
     printed, metrics = run_tool(results, "--protocol", "cuhk_sysu", "--protocol-file", protocol, "--cbgm",
@@ -74,6 +77,28 @@ def test_cuhk_sysu_protocol_with_and_without_cbgm(tmp_path):
     assert "| mAP | 100.00% |" in printed and "| top1 | 100.00% |" in printed
 
 
+def test_pickle_only_with_allow_pickle_and_converted_to_npz(tmp_path):
+    """The legacy pickle format: refused by default (it could run code); read with --allow-pickle,
+    which warns, and written out as the .npz that then evaluates alike. TestG50: query 0 finds p10
+    in s5 (AP 1, rank 1); query 1's p11 in s5 has no detection (AP 0): mAP 1/2, top-1 1/2."""
+    protocol = write_cuhk_sysu(tmp_path) + "/annotation/test/train_test/TestG50.mat"
+    nobody = {"boxes": np.zeros((0, 4)), "scores": np.zeros(0), "embeddings": np.zeros((0, 6))}
+    gallery = {"s5.jpg": detections(([60, 40, 360, 290], 0.9, unit((0, 1)))), "s6.jpg": nobody, "s7.jpg": nobody,
+               "s4.jpg": nobody}
+    queries = [{"image": "s4.jpg", "box": [20, 30, 60, 120], "embedding": unit((0, 1))},
+               {"image": "s6.jpg", "box": [30, 20, 70, 120], "embedding": unit((1, 1))}]
+    legacy = tmp_path / "legacy.pkl"
+    legacy.write_bytes(pickle.dumps({"gallery": gallery, "queries": queries}))
+    args = ("--protocol", "cuhk_sysu", "--protocol-file", protocol)
+    error = run_tool(legacy, *args, output=tmp_path / "m.json", expect_success=False)
+    assert "legacy.pkl: not an .npz results file" in error and "--allow-pickle" in error
+    converted = tmp_path / "converted.npz"
+    _, from_pickle = run_tool(legacy, *args, "--allow-pickle", "--write-npz", str(converted), output=tmp_path / "p.json")
+    _, from_npz = run_tool(converted, *args, output=tmp_path / "n.json")
+    assert from_pickle == from_npz == pytest.approx({"mAP": 0.5, "top1": 0.5, "top5": 0.5, "top10": 0.5})
+
+
+@pytest.mark.slow  # the PRW loaders import torch and Detectron2 (~5 s CPU)
 def test_prw_protocol(tmp_path):
     """The PRW fixture's test frames (camera = digit after "c"):
         c3s2_000300: p5 [10, 10, 40, 70] (query 0), an unlabeled person; c4s1_000400: p5
@@ -91,7 +116,7 @@ def test_prw_protocol(tmp_path):
     }
     queries = [{"image": "c3s2_000300.jpg", "box": [10, 10, 40, 70], "embedding": unit((0, 1))},
                {"image": "c4s1_000400.jpg", "box": [20, 20, 50, 80], "embedding": unit((2, 1))}]
-    results = tmp_path / "prw_results.pkl"
+    results = tmp_path / "prw_results.npz"
     save_results(results, gallery, queries)
     printed, metrics = run_tool(results, "--protocol", "prw", "--dataset-root", str(tmp_path), output=tmp_path / "m.json")
     assert metrics == pytest.approx({"mAP": 0.25, "top1": 0.0, "top5": 0.5, "top10": 0.5})

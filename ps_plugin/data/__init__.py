@@ -1,1 +1,1 @@
-from . import datasets  # noqa: F401  (registers every builtin dataset)
+"""Datasets, mapper, samplers and SynthPS. `import ps_plugin` registers the builtin datasets."""

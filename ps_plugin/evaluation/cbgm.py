@@ -9,7 +9,6 @@ row is matched, its matched detection's similarity becomes the largest matched e
 reference implementation's `max_val`).
 """
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from .iou import pairwise_iou
 from .search_metrics import pad_segments
@@ -62,6 +61,8 @@ def cbgm_rescore(candidates, results, contexts, k1):
         contexts: list of [K_q, D] context embeddings per query of the candidates (query_context).
         k1: number of top detections whose images are re-scored.
     """
+    from scipy.optimize import linear_sum_assignment  # here: 1 s of import that plain evaluation skips
+
     top = segment_topk(candidates.scores, candidates.segment_start, k1)
     dets = candidates.entry_det[top]
     images = results.det_image[dets]

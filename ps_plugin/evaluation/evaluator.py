@@ -56,7 +56,7 @@ class PersonSearchEvaluator(DatasetEvaluator):
 
     evaluate() returns {"person_search": {"<query dataset>/mAP": ..., "/top1", "/top5", "/top10",
     "/gt_mAP", "det/AP", "det/recall"}} (fractions), writes person_search_metrics.json, cmc.png and
-    (CUHK-SYSU) map_vs_gallery_size.png into output_dir, and the results pickle when save_results.
+    (CUHK-SYSU) map_vs_gallery_size.png into output_dir, and the results file when save_results.
     """
 
     @configurable
@@ -84,8 +84,8 @@ class PersonSearchEvaluator(DatasetEvaluator):
             query_dataset_names: its query datasets; None = the gallery metadata's `query_datasets`.
             det_thresh .. cbgm_k2: protocol options (protocols.evaluate_search, evaluate_detection).
             gt_map: report GT mAP when the model returns gt_embeddings.
-            save_results: write search_results.pkl (tools/evaluate_results.py input) to output_dir.
-            output_dir: where metrics JSON, plots and the pickle go; None writes nothing.
+            save_results: write search_results.npz (tools/evaluate_results.py input) to output_dir.
+            output_dir: where metrics JSON, plots and the results file go; None writes nothing.
             distributed: gather from every rank; evaluate on the main process.
         """
         self.gallery_name = gallery_dataset_name
@@ -262,5 +262,5 @@ class PersonSearchEvaluator(DatasetEvaluator):
             plot_map_vs_gallery_size(sizes, os.path.join(self.output_dir, "map_vs_gallery_size.png"))
         if self.save_results and saved_queries and gallery:
             first = next(iter(saved_queries.values()))
-            save_results(os.path.join(self.output_dir, "search_results.pkl"), gallery, first, saved_queries)
+            save_results(os.path.join(self.output_dir, "search_results.npz"), gallery, first, saved_queries)
         logger.info(f"Person search metrics written to {self.output_dir}")

@@ -64,11 +64,12 @@ class GalleryResults:
         return self.embeddings.shape[1]
 
     @classmethod
-    def from_dict(cls, gallery, source="gallery results"):
+    def from_dict(cls, gallery, source="gallery results", normalize=True):
         """Build from {image_id: {"boxes": [N, 4], "scores": [N], "embeddings": [N, D]}}.
 
         Raises ValueError naming the image when boxes are not [N, 4], lengths disagree, embedding dims
-        differ, or values are NaN. An image with N = 0 detections is valid.
+        differ, or values are NaN. An image with N = 0 detections is valid. normalize: L2-normalise
+        the embeddings.
         """
         names, boxes, scores, embeddings, counts = [], [], [], [], []
         dim = None
@@ -96,12 +97,38 @@ class GalleryResults:
             counts.append(len(b))
         dim = dim or 0
         embeddings = [e.reshape(len(e), dim) for e in embeddings]
-        packed = cls(names, _concat(boxes, (0, 4)), _concat(scores, (0,)), _concat(embeddings, (0, dim)), counts)
+        return cls.from_arrays(
+            names, counts, _concat(boxes, (0, 4)), _concat(scores, (0,)), _concat(embeddings, (0, dim)), source, normalize
+        )
+
+    @classmethod
+    def from_arrays(cls, image_ids, counts, boxes, scores, embeddings, source="gallery results", normalize=True):
+        """Build from flat arrays: image_ids (G), counts int [G], boxes [N, 4], scores [N],
+        embeddings [N, D] with N = sum(counts), rows of an image contiguous in image order.
+
+        Raises ValueError naming `source` when the shapes disagree, and the image when values are
+        NaN or inf. normalize: L2-normalise the embeddings.
+        """
+        counts = np.asarray(counts, dtype=np.int64).reshape(-1)
+        boxes = np.asarray(boxes, dtype=np.float64)
+        scores = np.asarray(scores, dtype=np.float64)
+        embeddings = np.asarray(embeddings, dtype=np.float32)
+        total = int(counts.sum())
+        if boxes.shape != (total, 4) or scores.shape != (total,) or embeddings.ndim != 2 or len(embeddings) != total:
+            raise ValueError(
+                f"{source}: boxes {list(boxes.shape)}, scores {list(scores.shape)}, embeddings "
+                f"{list(embeddings.shape)}; the {len(counts)} images hold N = {total} detections, so expected "
+                "[N, 4] (x1y1x2y2, one row per detection), [N] and [N, D]."
+            )
+        if len(counts) != len(image_ids):
+            raise ValueError(f"{source}: {len(image_ids)} image ids but {len(counts)} detection counts.")
+        packed = cls([str(name) for name in image_ids], boxes, scores, embeddings, counts)
         owners = [packed.image_ids[g] for g in packed.det_image]
         _check_finite(packed.embeddings, owners, "embeddings", source)
         _check_finite(packed.boxes, owners, "boxes", source)
         _check_finite(packed.scores, owners, "scores", source)
-        packed.embeddings = l2_normalize(packed.embeddings)
+        if normalize:
+            packed.embeddings = l2_normalize(packed.embeddings)
         return packed
 
     def select(self, image_ids, min_score=-np.inf, source="gallery results"):

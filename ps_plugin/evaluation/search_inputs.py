@@ -4,7 +4,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..data.datasets.common import UNLABELED
+from ..data.datasets.record_fields import UNLABELED
 
 
 @dataclass

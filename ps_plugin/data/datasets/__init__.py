@@ -1,6 +1,8 @@
-"""Person-search datasets. Importing this package registers every builtin dataset lazily."""
-from . import builtin  # noqa: F401  (registration)
-from .common import register_person_search
-from .person_search_json import register_person_search_json
+"""Person-search datasets. `import ps_plugin` registers every builtin dataset lazily (builtin.py);
+this package's own import loads nothing, so its numpy-only modules (cuhk_sysu_protocol, matlab,
+record_fields) work without torch or Detectron2."""
+from ...utils.lazy_exports import lazy_exports
 
-__all__ = ["register_person_search", "register_person_search_json"]
+__getattr__, __all__ = lazy_exports(
+    __name__, {"register_person_search": ".common", "register_person_search_json": ".person_search_json"}
+)

@@ -16,9 +16,9 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 from PIL import Image
 
-logger = logging.getLogger(__name__)
+from .record_fields import UNLABELED, xywh_to_xyxy  # noqa: F401  (the loaders import them from here)
 
-UNLABELED = -1
+logger = logging.getLogger(__name__)
 
 
 def datasets_root():
@@ -62,13 +62,6 @@ def clean_boxes(boxes_xyxy, width, height, source):
     if n_clipped or n_dropped:
         logger.info(f"{source}: clipped {n_clipped} box(es) to the image, dropped {n_dropped} empty or out-of-image box(es)")
     return boxes[keep], keep
-
-
-def xywh_to_xyxy(boxes_xywh):
-    """[N, 4] (x, y, w, h) of any dtype -> float64 [N, 4] (x1, y1, x2, y2). Casts before adding (uint16 overflow)."""
-    boxes = np.asarray(boxes_xywh, dtype=np.float64).reshape(-1, 4).copy()
-    boxes[:, 2:] += boxes[:, :2]
-    return boxes
 
 
 def make_annotations(boxes_xyxy, person_ids):

@@ -19,37 +19,19 @@ query set.
 import functools
 import logging
 import os
-import re
-import sys
 
 import numpy as np
 from detectron2.data import MetadataCatalog
 from scipy.io import loadmat
 
 from .common import UNLABELED, datasets_root, make_record, read_image_size, register_person_search, require_path, xywh_to_xyxy
+from .cuhk_sysu_protocol import FIX, cached_by_mtime, read_cuhk_sysu_protocol, xywh_array
 from .matlab import mat_string, mat_strings
 
 logger = logging.getLogger(__name__)
 
 CUHK_SYSU_GALLERY_SIZES = (50, 100, 500, 1000, 2000, 4000)
 CUHK_SYSU_QUERY_SETS = tuple(f"cuhk_sysu_query_G{n}" for n in CUHK_SYSU_GALLERY_SIZES) + ("cuhk_sysu_query_full",)
-_FIX = "Prepare CUHK-SYSU as described in datasets/README.md (section CUHK-SYSU)."
-
-
-def _xywh(value):
-    """A MATLAB box field (uint8/uint16/double, [1, 4], or empty) -> float64 [N, 4] (N = 0 when empty)."""
-    return np.asarray(value, dtype=np.float64).reshape(-1, 4)
-
-
-def _cached_by_mtime(parse):
-    """Cache `parse(path)` per (path, modification time), so a rewritten file is read again."""
-    cached = functools.lru_cache(maxsize=32)(lambda path, _mtime: parse(path))
-
-    @functools.wraps(parse)
-    def read(path):
-        return cached(os.path.abspath(path), os.stat(path).st_mtime_ns)
-
-    return read
 
 
 def _mat_variable(mat_file, key):
@@ -57,11 +39,11 @@ def _mat_variable(mat_file, key):
     content = loadmat(mat_file)
     if key not in content:
         keys = sorted(k for k in content if not k.startswith("__"))
-        raise ValueError(f"{mat_file}: expected a variable '{key}', found {keys}. {_FIX}")
+        raise ValueError(f"{mat_file}: expected a variable '{key}', found {keys}. {FIX}")
     return content[key]
 
 
-@_cached_by_mtime
+@cached_by_mtime
 def read_cuhk_sysu_images(images_mat):
     """Images.mat -> {imname: float64 [N, 4] boxes xywh}, in file order.
 
@@ -73,64 +55,25 @@ def read_cuhk_sysu_images(images_mat):
         boxes = entry[2]
         if boxes.dtype.names:
             boxes = [box[0] for box in boxes.ravel()]
-        images[mat_string(entry[0])] = np.concatenate([_xywh(b) for b in boxes]) if len(boxes) else np.zeros((0, 4))
+        images[mat_string(entry[0])] = np.concatenate([xywh_array(b) for b in boxes]) if len(boxes) else np.zeros((0, 4))
     return images
 
 
-@_cached_by_mtime
+@cached_by_mtime
 def read_cuhk_sysu_pool(pool_mat):
     """pool.mat -> frozenset of the test image names."""
     return frozenset(mat_strings(_mat_variable(pool_mat, "pool")))
 
 
-@_cached_by_mtime
+@cached_by_mtime
 def read_cuhk_sysu_train_identities(train_mat):
     """Train.mat -> list of (idname, [(imname, float64 [4] box xywh), ...]), one per identity in file order."""
     identities = []
     for cell in _mat_variable(train_mat, "Train").ravel():
         identity = np.asarray(cell).ravel()[0]
-        scenes = [(mat_string(scene[0]), _xywh(scene[1])[0]) for scene in identity["scene"].ravel()]
+        scenes = [(mat_string(scene[0]), xywh_array(scene[1])[0]) for scene in identity["scene"].ravel()]
         identities.append((mat_string(identity["idname"]), scenes))
     return identities
-
-
-def _test_person_id(idname, mat_file, query_index):
-    """'p10581' -> 10581; a ValueError names the file and the query for any other form."""
-    match = re.fullmatch(r"p(\d+)", idname)
-    if match is None:
-        raise ValueError(f"{mat_file}: query {query_index} has idname '{idname}', expected 'p<number>'. {_FIX}")
-    return int(match.group(1))
-
-
-@_cached_by_mtime
-def read_cuhk_sysu_protocol(mat_file):
-    """TestG{N}.mat -> list of queries in protocol order, each a dict:
-        imname: str, box_xywh: float64 [4], person_id: int,
-        gallery_imnames: list[str] [N] (interned), gallery_xywh: float32 [N, 4] (NaN rows: person
-        absent; float32 holds the uint16 values exactly and halves the memory of TestG4000).
-    """
-    content = loadmat(mat_file)
-    keys = [k for k in content if k.startswith("TestG")]
-    if len(keys) != 1:
-        raise ValueError(f"{mat_file}: expected exactly one 'TestG<N>' variable, found {sorted(content)}. {_FIX}")
-    queries = []
-    for index, item in enumerate(content[keys[0]].ravel()):
-        query = np.asarray(item["Query"]).ravel()[0]
-        gallery = np.asarray(item["Gallery"]).ravel()
-        gallery_xywh = np.full((len(gallery), 4), np.nan, dtype=np.float32)
-        for row, entry in enumerate(gallery):
-            if entry["idlocate"].size:
-                gallery_xywh[row] = _xywh(entry["idlocate"])[0]
-        queries.append(
-            {
-                "imname": mat_string(query["imname"]),
-                "box_xywh": _xywh(query["idlocate"])[0],
-                "person_id": _test_person_id(mat_string(query["idname"]), mat_file, index),
-                "gallery_imnames": [sys.intern(mat_string(entry["imname"])) for entry in gallery],
-                "gallery_xywh": gallery_xywh,
-            }
-        )
-    return queries
 
 
 def _size_or_none(image_dir, imname):
@@ -217,7 +160,7 @@ class _CuhkSysuPaths:
         self.base = os.path.join(root if root is not None else datasets_root(), "cuhk_sysu")
 
     def _require(self, *parts, what):
-        return require_path(os.path.join(self.base, *parts), f"CUHK-SYSU {what}", _FIX)
+        return require_path(os.path.join(self.base, *parts), f"CUHK-SYSU {what}", FIX)
 
     def image_dir(self):
         return self._require("Image", "SSM", what="image folder")
@@ -265,7 +208,7 @@ def load_cuhk_sysu_gallery(root=None):
     missing = sorted(pool.difference(image_boxes))
     if missing:
         raise ValueError(
-            f"{paths.pool_mat()}: {len(missing)} pool image(s) absent from Images.mat, e.g. {missing[:3]}. {_FIX}"
+            f"{paths.pool_mat()}: {len(missing)} pool image(s) absent from Images.mat, e.g. {missing[:3]}. {FIX}"
         )
     return _scene_records(paths.image_dir(), image_boxes, pids, names)
 
