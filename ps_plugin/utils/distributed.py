@@ -31,3 +31,16 @@ def all_gather_tensor(x):
     gathered = [torch.empty_like(padded) for _ in range(world_size)]
     dist.all_gather(gathered, padded.contiguous())
     return torch.cat([g[:n] for g, n in zip(gathered, sizes)], dim=0)
+
+
+@torch.no_grad()
+def mean_over_ranks(value, device=None):
+    """The mean of a number over every rank: all-reduce sum / world size -> 0-d float tensor.
+
+    With one process (or no process group) returns `value` itself as a tensor.
+    """
+    total = torch.as_tensor(float(value), device=device)
+    world_size = _world_size()
+    if world_size > 1:
+        dist.all_reduce(total)
+    return total / world_size
