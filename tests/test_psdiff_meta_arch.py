@@ -99,6 +99,14 @@ def test_training_forward_backward():
     assert model.backbone.bottom_up.stem.conv1.weight.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("reading,scale", [("unit", 3.0), ("sqrt_dim", 3.0 * D**0.5)])
+def test_embedding_signal_reading_reaches_training_and_sampling(reading, scale):
+    model = tiny_psdiff(EMBED_SIGNAL=reading)
+    assert model.noise_generator.embed_scale == model.sampler.embed_scale == scale
+    with EventStorage():
+        assert all(torch.isfinite(v) for v in model([scene()]).values())
+
+
 def test_deep_supervision_with_stacked_stages():
     model = tiny_psdiff(NUM_STAGES=2)
     with EventStorage():

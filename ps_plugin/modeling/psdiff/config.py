@@ -20,6 +20,10 @@ def add_psdiff_diffusion_config(cfg):
     # s1 (boxes) and s2 (embeddings), the signal-to-noise scales of eq. 10 (Table V: 2.0 and 3.0).
     _C.BOX_SCALE = 2.0
     _C.EMBED_SCALE = 3.0
+    # What "s2·Norm(e0)" of eq. 10 scales: "unit" (Norm = L2 over the D elements, each element ~s2/√D)
+    # or "sqrt_dim" (√D·Norm(e0), each element ~±1 before s2, as the box signal 2·b0 − 1). The paper
+    # does not say which; docs/PSDIFF.md §4.
+    _C.EMBED_SIGNAL = "unit"
     # How the GT set reaches N_train boxes: "repeat" (paper: uniform duplication) or "concat"
     # (DiffusionDet default: GT once + random boxes N(0.5, 1/6)). Images without GT get random boxes either way.
     _C.GT_FILL = "repeat"

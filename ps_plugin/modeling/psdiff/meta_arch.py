@@ -15,7 +15,13 @@ from .losses import PSDiffCriterion
 from .noise_generator import DualNoiseGenerator
 from .sampler import DDIMSampler, DPMSolverPlusPlusSampler
 from .schedule import DiffusionSchedule
-from .signal_coding import gt_boxes_normalized, image_whwh, signal_to_boxes, signal_to_embeddings
+from .signal_coding import (
+    embedding_signal_scale,
+    gt_boxes_normalized,
+    image_whwh,
+    signal_to_boxes,
+    signal_to_embeddings,
+)
 from .teacher import PSDiffTeacher, build_psdiff_teacher, channels_differ, check_teacher_embed_dim
 
 __all__ = ["PSDiff"]
@@ -105,7 +111,7 @@ class PSDiff(PersonSearchMetaArch):
             "denoiser": PSDiffDenoiser(cfg, shapes),
             "schedule": schedule,
             "noise_generator": DualNoiseGenerator(
-                schedule, p.NUM_PROPOSALS_TRAIN, p.BOX_SCALE, p.EMBED_SCALE, p.GT_FILL
+                schedule, p.NUM_PROPOSALS_TRAIN, p.BOX_SCALE, embed_signal_scale(cfg), p.GT_FILL
             ),
             "criterion": PSDiffCriterion.from_config(cfg),
             "sampler": build_sampler(cfg, schedule),
@@ -193,13 +199,19 @@ class PSDiff(PersonSearchMetaArch):
         return F.normalize(embeddings[0], dim=-1)
 
 
+def embed_signal_scale(cfg):
+    """s of the embedding signal s·Norm(e) for cfg.PS.PSDIFF.EMBED_SCALE / EMBED_SIGNAL and PS.REID.EMBED_DIM."""
+    p = cfg.PS.PSDIFF
+    return embedding_signal_scale(p.EMBED_SCALE, cfg.PS.REID.EMBED_DIM, p.EMBED_SIGNAL)
+
+
 def build_sampler(cfg, schedule):
     """The fast sampler of cfg.PS.PSDIFF.SAMPLER: "ddim" (paper default) or "dpm_solver++" (Table V)."""
     p = cfg.PS.PSDIFF
     common = {
         "num_steps": p.SAMPLE_STEPS,
         "box_scale": p.BOX_SCALE,
-        "embed_scale": p.EMBED_SCALE,
+        "embed_scale": embed_signal_scale(cfg),
         "box_renewal": p.BOX_RENEWAL,
         "renewal_thresh": p.RENEWAL_THRESH,
         "ensemble": p.ENSEMBLE_STEPS,
