@@ -17,7 +17,7 @@ def add_psdiff_diffusion_config(cfg):
     _C.TIMESTEPS = 1000
     _C.COSINE_S = 0.008
     _C.MAX_BETA = 0.999
-    # s1 (boxes) and s2 (embeddings), the signal-to-noise scales of eq. 10 (Table V: 2.0 and 3.0).
+    # s1 (boxes) and s2 (embeddings), the signal-to-noise scales of eq. 10 (Table IV(a): 2.0 and 3.0).
     _C.BOX_SCALE = 2.0
     _C.EMBED_SCALE = 3.0
     # What "s2·Norm(e0)" of eq. 10 scales: "unit" (Norm = L2 over the D elements, each element ~s2/√D)
