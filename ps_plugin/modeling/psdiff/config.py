@@ -106,6 +106,10 @@ def add_psdiff_sampler_config(cfg):
     # Seed of the embedding noise when embedding given boxes (query boxes, GT boxes for GT mAP), so an
     # embedding does not change between runs.
     _C.QUERY_SEED = 0
+    # Seed of the gallery sampling noise (initial boxes and embeddings, DDIM η noise, renewed boxes),
+    # drawn afresh for every inference batch, so a checkpoint's numbers repeat run to run (one image per
+    # test batch: every image starts from the same draw). < 0: torch's global RNG (DiffusionDet).
+    _C.SAMPLE_SEED = 0
 
 
 def add_psdiff_teacher_config(cfg):

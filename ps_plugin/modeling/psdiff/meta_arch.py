@@ -61,6 +61,7 @@ class PSDiff(PersonSearchMetaArch):
         nms_thresh=0.5,
         max_detections=100,
         query_seed=0,
+        sample_seed=0,
         teacher=None,
         teacher_builder=None,
     ):
@@ -84,6 +85,7 @@ class PSDiff(PersonSearchMetaArch):
         self.nms_thresh = nms_thresh
         self.max_detections = max_detections
         self.query_seed = query_seed
+        self.sample_seed = sample_seed
         self.teacher = PSDiffTeacher(teacher, embed_dim) if isinstance(teacher, nn.Module) else teacher
         self.teacher_builder = teacher_builder
         self.register_pixel_statistics(pixel_mean, pixel_std)
@@ -122,6 +124,7 @@ class PSDiff(PersonSearchMetaArch):
             "nms_thresh": p.NMS_THRESH,
             "max_detections": cfg.TEST.DETECTIONS_PER_IMAGE,
             "query_seed": p.QUERY_SEED,
+            "sample_seed": p.SAMPLE_SEED,
             "teacher_builder": partial(build_psdiff_teacher, cfg, teacher_cfg),
         }
 
@@ -159,6 +162,9 @@ class PSDiff(PersonSearchMetaArch):
         """The sampler's view of the denoiser: last stage's outputs on fixed features."""
         return lambda boxes, reid, t: self.denoiser(features, boxes, reid, t)[-1]
 
+    def _generator(self, seed):
+        return torch.Generator(device=self.device).manual_seed(seed)
+
     def _fpn_maps(self, features, image_index=None):
         """Backbone output {name: [B, C, H_l, W_l]} -> the IN_FEATURES maps, in order (image
         `image_index` alone, batch 1, when given)."""
@@ -168,10 +174,11 @@ class PSDiff(PersonSearchMetaArch):
 
     def detect(self, images, features, inputs):
         """Algorithm 2 from N_test Gaussian boxes/embeddings -> Instances (with pred_embeddings ê0)
-        in input-image coordinates."""
+        in input-image coordinates; the noise is seeded with PS.PSDIFF.SAMPLE_SEED (unless < 0)."""
         whwh = image_whwh(images.image_sizes, self.device)
+        generator = None if self.sample_seed < 0 else self._generator(self.sample_seed)
         step_outputs = self.sampler.sample(
-            self._denoise_fn(self._fpn_maps(features)), whwh, self.num_proposals_test, self.embed_dim
+            self._denoise_fn(self._fpn_maps(features)), whwh, self.num_proposals_test, self.embed_dim, generator
         )
         return detections_from_steps(step_outputs, images.image_sizes, self.nms_thresh, self.max_detections)
 
@@ -194,7 +201,7 @@ class PSDiff(PersonSearchMetaArch):
         """IN_FEATURES maps [1, C, H_l, W_l] of one image, boxes [K, 4] -> ê0 [K, D] L2-normalised."""
         if len(boxes) == 0:
             return torch.zeros(0, self.embed_dim, device=self.device)
-        generator = torch.Generator(device=self.device).manual_seed(self.query_seed)
+        generator = self._generator(self.query_seed)
         embeddings = self.sampler.sample_embeddings(self._denoise_fn(maps), boxes[None], self.embed_dim, generator)
         return F.normalize(embeddings[0], dim=-1)
 
