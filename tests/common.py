@@ -1,4 +1,5 @@
 """Shared test helpers: tiny CPU configs built without yaml or weights, and the shared data path."""
+import socket
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,13 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 CONFIGS = REPO_ROOT / "configs"
 QUICK_SCHEDULES = CONFIGS / "quick_schedules"   # CPU and instant-test settings
+
+
+def free_port():
+    """A TCP port free on 127.0.0.1 now (MASTER_PORT of a multi-process gloo test)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def shared_data(*parts):

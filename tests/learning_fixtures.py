@@ -104,7 +104,6 @@ def learning_cfg(setup, data, name, seed=0):
 
 def search_metrics(cfg, model):
     """The person-search metrics of `model` on the learning query set ({"<query set>/mAP", ...})."""
-    torch.manual_seed(0)  # the PSDiff sampler draws its initial boxes from torch's RNG
     results = PersonSearchTrainer.test(cfg, model.eval())
     return results[GALLERY_SET]["person_search"]
 

@@ -1,6 +1,5 @@
 """MemoryBank / FeatureQueue: momentum updates, wrap-around, checkpointing, cross-rank sync."""
 import os
-import socket
 
 import pytest
 import torch
@@ -9,6 +8,8 @@ import torch.multiprocessing as mp
 
 from ps_plugin.modeling.common import FeatureQueue, MemoryBank
 from ps_plugin.utils.distributed import all_gather_tensor
+
+from common import free_port
 
 
 def test_momentum_update_is_sequential_and_renormalised():
@@ -80,12 +81,6 @@ def test_all_gather_single_process_is_identity():
     assert torch.equal(gathered, x.detach()) and not gathered.requires_grad
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 # Rank r holds rank_features[r] (rank 1 has more rows, rank 0 an unlabeled-free batch).
 RANK_FEATURES = [torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 1.0], [0.6, 0.8], [0.8, 0.6]])]
 RANK_INDICES = [torch.tensor([0]), torch.tensor([0, 2, 1])]
@@ -104,7 +99,7 @@ def _worker(rank, port, out_dir):
 
 @pytest.mark.slow
 def test_two_gloo_ranks_match_one_process_over_the_global_batch(tmp_path):
-    mp.spawn(_worker, args=(_free_port(), str(tmp_path)), nprocs=2)
+    mp.spawn(_worker, args=(free_port(), str(tmp_path)), nprocs=2)
     ranks = [torch.load(tmp_path / f"rank{r}.pth") for r in range(2)]
     bank, queue = MemoryBank(3, 2), FeatureQueue(3, 2)
     bank.update(torch.cat(RANK_FEATURES), torch.cat(RANK_INDICES))

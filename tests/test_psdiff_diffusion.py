@@ -17,6 +17,7 @@ from ps_plugin.modeling.psdiff import (
 )
 from ps_plugin.modeling.psdiff.sampler import renew_rows
 from ps_plugin.modeling.psdiff.noise_generator import DualNoiseGenerator, fill_to_num_proposals
+from ps_plugin.modeling.psdiff.signal_coding import embedding_signal_scale
 
 
 def test_cosine_alpha_bar_is_strictly_decreasing_from_one_to_zero():
@@ -221,3 +222,32 @@ def test_sampling_timesteps_follow_diffusiondet():
     assert [t for t, _ in pairs] == [999, 874, 749, 624, 499, 374, 249, 124] and pairs[-1][1] == -1
     with pytest.raises(ValueError, match="SAMPLE_STEPS"):
         sampling_timesteps(1000, 0)
+
+
+@pytest.mark.parametrize("reading", ["unit", "sqrt_dim"])
+def test_embedding_signal_readings_carry_their_stated_per_element_signal(reading):
+    """Eq. 10 at t = 500 with D = 256, s2 = 3: "unit" (s2·Norm(e0)) puts s2·√ᾱ/√D ≈ 0.13 per element
+    against noise of std √(1 − ᾱ) ≈ 0.71, cos(e_t, e0) ≈ 0.18; "sqrt_dim" (s2·√D·Norm(e0)) puts
+    s2·√ᾱ ≈ 2.1 per element (root mean square), cos(e_t, e0) ≈ 0.95."""
+    dim, s2, t, n = 256, 3.0, 500, 2000
+    schedule = DiffusionSchedule(1000)
+    abar = schedule.alphas_cumprod[t].item()
+    scale = embedding_signal_scale(s2, dim, reading)
+    e0 = torch.randn(1, dim, generator=torch.Generator().manual_seed(1))
+    out = DualNoiseGenerator(schedule, n, 2.0, scale)(
+        [torch.rand(1, 4)], [e0], generator=torch.Generator().manual_seed(0), timesteps=torch.tensor([t])
+    )
+    embeddings = out["embeddings"][0]
+    per_element = s2 * math.sqrt(abar) / (math.sqrt(dim) if reading == "unit" else 1.0)
+    signal = embeddings.mean(0)  # the n noisy copies of one GT average to s·√ᾱ·Norm(e0)
+    assert signal.pow(2).mean().sqrt().item() == pytest.approx(per_element, rel=0.05)
+    assert F.cosine_similarity(signal, e0[0], dim=0).item() > 0.98
+    assert (embeddings - signal).std().item() == pytest.approx(math.sqrt(1 - abar), rel=0.02)
+    expected_cos = per_element / math.sqrt(per_element**2 + 1 - abar)
+    assert F.cosine_similarity(embeddings, e0, dim=1).mean().item() == pytest.approx(expected_cos, rel=0.03)
+    assert expected_cos == pytest.approx(0.18 if reading == "unit" else 0.95, abs=0.01)
+
+
+def test_unknown_embedding_signal_reading_is_a_clear_error():
+    with pytest.raises(ValueError, match="EMBED_SIGNAL"):
+        embedding_signal_scale(3.0, 256, "sqrt")

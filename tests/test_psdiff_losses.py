@@ -4,11 +4,17 @@ As in DiffusionDet / Sparse R-CNN (the paper's [16], [57]): L1 on XYXY divided b
 (w, h, w, h), GIoU loss 1 − GIoU, both summed over the matched pairs of the batch and divided by the
 number of GT boxes of the batch.
 """
+import os
+
 import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 
 from ps_plugin.modeling.psdiff.losses import PSDiffCriterion
 from ps_plugin.modeling.psdiff.matcher import PSDiffMatcher
+
+from common import free_port
 
 WEIGHTS = {"cls": 2.0, "l1": 5.0, "giou": 2.0, "reid": 5.0}
 JUNK = [90.0, 40.0, 95.0, 45.0]
@@ -75,3 +81,27 @@ def test_box_losses_are_divided_by_the_gt_count_of_the_batch():
     losses = PSDiffCriterion(PSDiffMatcher(), WEIGHTS).stage_losses(outputs, targets + [empty])
     assert losses["l1"].item() == pytest.approx(L1, abs=1e-6)
     assert losses["giou"].item() == pytest.approx(GIOU, abs=1e-6)
+
+
+def _rank_losses(rank, port, out_dir):
+    """Rank r of 2 takes image r of _batch() (2 GT boxes on rank 0, 1 on rank 1)."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    outputs, targets = _batch()
+    outputs = {k: v[rank : rank + 1] for k, v in outputs.items()}
+    torch.save(PSDiffCriterion(PSDiffMatcher(), WEIGHTS).stage_losses(outputs, targets[rank : rank + 1]), f"{out_dir}/rank{rank}.pth")
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_gt_count_normaliser_is_all_reduced_over_ranks(tmp_path):
+    """Each rank divides by the mean GT count per rank (1.5), so the DDP average of the two ranks'
+    losses is the one-process loss over the whole batch (3 GT boxes); a per-rank count (2 and 1)
+    would give (0.85 / 2 + 0.6) / 2 = 0.5125 for L1 instead of 1.45 / 3 = 0.4833."""
+    mp.spawn(_rank_losses, args=(free_port(), str(tmp_path)), nprocs=2)
+    ranks = [torch.load(tmp_path / f"rank{r}.pth") for r in range(2)]
+    outputs, targets = _batch()
+    single = PSDiffCriterion(PSDiffMatcher(), WEIGHTS).stage_losses(outputs, targets)
+    assert single["l1"].item() == pytest.approx(L1, abs=1e-6)
+    for name, value in single.items():
+        assert ((ranks[0][name] + ranks[1][name]) / 2).item() == pytest.approx(value.item(), rel=1e-5), name

@@ -6,7 +6,7 @@ import torch
 from torchvision.ops import box_iou
 
 from ps_plugin.modeling.psdiff.losses import PSDiffCriterion
-from ps_plugin.modeling.psdiff.matcher import DynamicKMatcher, PSDiffMatcher, hungarian_match
+from ps_plugin.modeling.psdiff.matcher import DynamicKMatcher, PSDiffMatcher, center_prior, hungarian_match
 
 WEIGHTS = {"cls": 2.0, "l1": 5.0, "giou": 2.0, "reid": 5.0}
 
@@ -179,3 +179,23 @@ def test_dynamic_k_criterion_supervises_every_matched_prediction():
     one_to_one = PSDiffCriterion(PSDiffMatcher(), WEIGHTS)([outputs], [target])
     assert one_to_one["loss_cls"] > losses["loss_cls"]  # the duplicate is a negative for the Hungarian matcher
 
+
+
+def test_dynamic_k_outside_penalty_is_per_prediction():
+    """DiffusionDet adds 10,000 only for a prediction outside the box and centre region of every GT.
+
+    GT 0 = (10, 10, 30, 50): centre region (−30, −70)–(70, 130) at radius 2.5; GT 1 = (300, 10, 320, 50).
+    Prediction 0 (centre (65, 30)) lies in GT 0's centre region only; prediction 1 lies nowhere;
+    predictions 2 and 3 sit on GT 1 and GT 0.
+    """
+    gt = _boxes([[10, 10, 30, 50], [300, 10, 320, 50]])
+    preds = _boxes([[60, 20, 70, 40], [500, 500, 510, 510], [300, 10, 320, 50], [10, 10, 30, 50]])
+    both, foreground = center_prior(preds, gt)
+    assert both.tolist() == [[False, False], [False, False], [False, True], [True, False]]
+    assert foreground.tolist() == [True, False, True, True]
+    # Base costs: prediction 0 is the cheapest for GT 1 (0 + 100 for being outside GT 1's prior,
+    # against 200 for prediction 2); prediction 1 (−5,000 + 10,100) stays out. A pair-wise 10,000
+    # would give prediction 0 10,100 and GT 1 would take prediction 2.
+    cost = torch.tensor([[50.0, 0.0], [50.0, -5000.0], [50.0, 200.0], [0.0, 50.0]])
+    rows, cols = DynamicKMatcher().assign(cost, preds, gt)
+    assert sorted(zip(rows.tolist(), cols.tolist())) == [(0, 1), (3, 0)]

@@ -40,3 +40,16 @@ def broadcast_tensor(x, src=0):
     if _world_size() > 1:
         dist.broadcast(x, src=src)
     return x
+
+
+@torch.no_grad()
+def mean_over_ranks(value, device=None):
+    """The mean of a number over every rank: all-reduce sum / world size -> 0-d float tensor.
+
+    With one process (or no process group) returns `value` itself as a tensor.
+    """
+    total = torch.as_tensor(float(value), device=device)
+    world_size = _world_size()
+    if world_size > 1:
+        dist.all_reduce(total)
+    return total / world_size

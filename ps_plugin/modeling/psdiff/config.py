@@ -17,9 +17,13 @@ def add_psdiff_diffusion_config(cfg):
     _C.TIMESTEPS = 1000
     _C.COSINE_S = 0.008
     _C.MAX_BETA = 0.999
-    # s1 (boxes) and s2 (embeddings), the signal-to-noise scales of eq. 10 (Table V: 2.0 and 3.0).
+    # s1 (boxes) and s2 (embeddings), the signal-to-noise scales of eq. 10 (Table IV(a): 2.0 and 3.0).
     _C.BOX_SCALE = 2.0
     _C.EMBED_SCALE = 3.0
+    # What "s2·Norm(e0)" of eq. 10 scales: "unit" (Norm = L2 over the D elements, each element ~s2/√D)
+    # or "sqrt_dim" (√D·Norm(e0), each element ~±1 before s2, as the box signal 2·b0 − 1). The paper
+    # does not say which; docs/PSDIFF.md §4.
+    _C.EMBED_SIGNAL = "unit"
     # How the GT set reaches N_train boxes: "repeat" (paper: uniform duplication) or "concat"
     # (DiffusionDet default: GT once + random boxes N(0.5, 1/6)). Images without GT get random boxes either way.
     _C.GT_FILL = "repeat"
@@ -102,6 +106,10 @@ def add_psdiff_sampler_config(cfg):
     # Seed of the embedding noise when embedding given boxes (query boxes, GT boxes for GT mAP), so an
     # embedding does not change between runs.
     _C.QUERY_SEED = 0
+    # Seed of the gallery sampling noise (initial boxes and embeddings, DDIM η noise, renewed boxes),
+    # drawn afresh for every inference batch, so a checkpoint's numbers repeat run to run (one image per
+    # test batch: every image starts from the same draw). < 0: torch's global RNG (DiffusionDet).
+    _C.SAMPLE_SEED = 0
 
 
 def add_psdiff_teacher_config(cfg):

@@ -3,6 +3,8 @@ import torch
 import torch.nn.functional as F
 from fvcore.nn import giou_loss, sigmoid_focal_loss
 
+from ps_plugin.utils.distributed import mean_over_ranks
+
 from .matcher import DynamicKMatcher, PSDiffMatcher
 
 _REID_LOSSES = ("l2", "normalized_l2")
@@ -13,9 +15,10 @@ class PSDiffCriterion:
 
     L_reid = Σ_i ‖Norm(e0^i) − ê0^σ(i)‖₂ (eq. 14). Every term is summed over the matched pairs of
     the batch (one per GT with the Hungarian matcher, several with dynamic-k) and divided by the
-    number of GT boxes (≥ 1), as DETR / DiffusionDet normalise; unmatched predictions are negatives
-    of the focal loss. L1 is on XYXY divided by the image size. With reid_loss "normalized_l2", ê0 is
-    L2-normalised before matching and L_reid.
+    number of GT boxes per rank, averaged over every rank (all-reduced; ≥ 1), as DETR / DiffusionDet
+    normalise: DDP's gradient average then equals one process's loss over the global batch.
+    Unmatched predictions are negatives of the focal loss. L1 is on XYXY divided by the image size.
+    With reid_loss "normalized_l2", ê0 is L2-normalised before matching and L_reid.
     """
 
     def __init__(self, matcher: PSDiffMatcher, weights, focal_alpha=0.25, focal_gamma=2.0, reid_loss="l2"):
@@ -45,7 +48,7 @@ class PSDiffCriterion:
         if self.normalize_embeddings:
             outputs = dict(outputs, pred_embeddings=F.normalize(outputs["pred_embeddings"], dim=-1))
         matches = self.matcher(outputs, targets)
-        num_gt = max(sum(len(t["boxes"]) for t in targets), 1)
+        num_gt = mean_over_ranks(sum(len(t["boxes"]) for t in targets), outputs["pred_logits"].device).clamp(min=1)
         cls_targets = torch.zeros_like(outputs["pred_logits"])
         pred_boxes, gt_boxes, whwh, pred_emb, gt_emb = [], [], [], [], []
         for i, ((pred_idx, gt_idx), target) in enumerate(zip(matches, targets)):

@@ -71,22 +71,28 @@ class PSDiffMatcher:
 
 
 def center_prior(boxes, gt_boxes, radius=2.5):
-    """DiffusionDet's location prior: (in_box_and_center, in_box_or_center), bool [N, M].
+    """DiffusionDet's location prior of predictions against GTs.
 
     A prediction's centre is "in box" inside the GT box, "in center" inside the GT-centred square
     region radius × (w, h) wide on each side.
+
+    Returns:
+        in_box_and_center: bool [N, M], per (prediction, GT) pair;
+        in_any_box_or_center: bool [N], per prediction: in the box or the centre region of at least
+            one GT (DiffusionDet's foreground mask).
     """
     centers = (boxes[:, None, :2] + boxes[:, None, 2:]) / 2
     in_box = ((centers > gt_boxes[None, :, :2]) & (centers < gt_boxes[None, :, 2:])).all(dim=-1)
     gt_centers = (gt_boxes[:, :2] + gt_boxes[:, 2:]) / 2
     half = radius * (gt_boxes[:, 2:] - gt_boxes[:, :2])
     in_center = ((centers > (gt_centers - half)[None]) & (centers < (gt_centers + half)[None])).all(dim=-1)
-    return in_box & in_center, in_box | in_center
+    return in_box & in_center, in_box.any(dim=1) | in_center.any(dim=1)
 
 
 class DynamicKMatcher(PSDiffMatcher):
-    """DiffusionDet's released matcher (SimOTA): the eq. 13 cost plus 100 outside the box-and-centre
-    prior and 10,000 outside both; each GT takes its k = max(1, ⌊Σ top-q IoUs⌋) cheapest predictions
+    """DiffusionDet's released matcher (SimOTA): the eq. 13 cost plus 100 for a (prediction, GT) pair
+    outside that GT's box-and-centre prior, and 10,000 on every GT for a prediction outside the box
+    and the centre region of all GTs (a per-prediction penalty, as DiffusionDet); each GT takes its k = max(1, ⌊Σ top-q IoUs⌋) cheapest predictions
     (q = `candidates`); a prediction claimed by several GTs keeps the cheapest. Several predictions
     may match one GT; every GT gets at least one (given at least as many predictions as GTs).
     """
@@ -99,8 +105,8 @@ class DynamicKMatcher(PSDiffMatcher):
     def assign(self, cost, boxes, gt_boxes):
         """cost [N, M], boxes [N, 4], gt_boxes [M, 4] (XYXY) -> (pred_indices, target_indices), one
         entry per matched prediction, sorted by prediction index."""
-        both, either = center_prior(boxes, gt_boxes, self.center_radius)
-        cost = cost + 100.0 * (~both) + 10000.0 * (~either)
+        both, foreground = center_prior(boxes, gt_boxes, self.center_radius)
+        cost = cost + 100.0 * (~both) + 10000.0 * (~foreground)[:, None]
         iou = box_iou(boxes, gt_boxes)
         num_preds = cost.shape[0]
         top_iou = iou.topk(min(self.candidates, num_preds), dim=0).values

@@ -15,7 +15,13 @@ from .losses import PSDiffCriterion
 from .noise_generator import DualNoiseGenerator
 from .sampler import DDIMSampler, DPMSolverPlusPlusSampler
 from .schedule import DiffusionSchedule
-from .signal_coding import gt_boxes_normalized, image_whwh, signal_to_boxes, signal_to_embeddings
+from .signal_coding import (
+    embedding_signal_scale,
+    gt_boxes_normalized,
+    image_whwh,
+    signal_to_boxes,
+    signal_to_embeddings,
+)
 from .teacher import PSDiffTeacher, build_psdiff_teacher, channels_differ, check_teacher_embed_dim
 
 __all__ = ["PSDiff"]
@@ -55,6 +61,7 @@ class PSDiff(PersonSearchMetaArch):
         nms_thresh=0.5,
         max_detections=100,
         query_seed=0,
+        sample_seed=0,
         teacher=None,
         teacher_builder=None,
     ):
@@ -78,6 +85,7 @@ class PSDiff(PersonSearchMetaArch):
         self.nms_thresh = nms_thresh
         self.max_detections = max_detections
         self.query_seed = query_seed
+        self.sample_seed = sample_seed
         self.teacher = PSDiffTeacher(teacher, embed_dim) if isinstance(teacher, nn.Module) else teacher
         self.teacher_builder = teacher_builder
         self.register_pixel_statistics(pixel_mean, pixel_std)
@@ -105,7 +113,7 @@ class PSDiff(PersonSearchMetaArch):
             "denoiser": PSDiffDenoiser(cfg, shapes),
             "schedule": schedule,
             "noise_generator": DualNoiseGenerator(
-                schedule, p.NUM_PROPOSALS_TRAIN, p.BOX_SCALE, p.EMBED_SCALE, p.GT_FILL
+                schedule, p.NUM_PROPOSALS_TRAIN, p.BOX_SCALE, embed_signal_scale(cfg), p.GT_FILL
             ),
             "criterion": PSDiffCriterion.from_config(cfg),
             "sampler": build_sampler(cfg, schedule),
@@ -116,6 +124,7 @@ class PSDiff(PersonSearchMetaArch):
             "nms_thresh": p.NMS_THRESH,
             "max_detections": cfg.TEST.DETECTIONS_PER_IMAGE,
             "query_seed": p.QUERY_SEED,
+            "sample_seed": p.SAMPLE_SEED,
             "teacher_builder": partial(build_psdiff_teacher, cfg, teacher_cfg),
         }
 
@@ -153,6 +162,9 @@ class PSDiff(PersonSearchMetaArch):
         """The sampler's view of the denoiser: last stage's outputs on fixed features."""
         return lambda boxes, reid, t: self.denoiser(features, boxes, reid, t)[-1]
 
+    def _generator(self, seed):
+        return torch.Generator(device=self.device).manual_seed(seed)
+
     def _fpn_maps(self, features, image_index=None):
         """Backbone output {name: [B, C, H_l, W_l]} -> the IN_FEATURES maps, in order (image
         `image_index` alone, batch 1, when given)."""
@@ -162,10 +174,11 @@ class PSDiff(PersonSearchMetaArch):
 
     def detect(self, images, features, inputs):
         """Algorithm 2 from N_test Gaussian boxes/embeddings -> Instances (with pred_embeddings ê0)
-        in input-image coordinates."""
+        in input-image coordinates; the noise is seeded with PS.PSDIFF.SAMPLE_SEED (unless < 0)."""
         whwh = image_whwh(images.image_sizes, self.device)
+        generator = None if self.sample_seed < 0 else self._generator(self.sample_seed)
         step_outputs = self.sampler.sample(
-            self._denoise_fn(self._fpn_maps(features)), whwh, self.num_proposals_test, self.embed_dim
+            self._denoise_fn(self._fpn_maps(features)), whwh, self.num_proposals_test, self.embed_dim, generator
         )
         return detections_from_steps(step_outputs, images.image_sizes, self.nms_thresh, self.max_detections)
 
@@ -188,9 +201,15 @@ class PSDiff(PersonSearchMetaArch):
         """IN_FEATURES maps [1, C, H_l, W_l] of one image, boxes [K, 4] -> ê0 [K, D] L2-normalised."""
         if len(boxes) == 0:
             return torch.zeros(0, self.embed_dim, device=self.device)
-        generator = torch.Generator(device=self.device).manual_seed(self.query_seed)
+        generator = self._generator(self.query_seed)
         embeddings = self.sampler.sample_embeddings(self._denoise_fn(maps), boxes[None], self.embed_dim, generator)
         return F.normalize(embeddings[0], dim=-1)
+
+
+def embed_signal_scale(cfg):
+    """s of the embedding signal s·Norm(e) for cfg.PS.PSDIFF.EMBED_SCALE / EMBED_SIGNAL and PS.REID.EMBED_DIM."""
+    p = cfg.PS.PSDIFF
+    return embedding_signal_scale(p.EMBED_SCALE, cfg.PS.REID.EMBED_DIM, p.EMBED_SIGNAL)
 
 
 def build_sampler(cfg, schedule):
@@ -199,7 +218,7 @@ def build_sampler(cfg, schedule):
     common = {
         "num_steps": p.SAMPLE_STEPS,
         "box_scale": p.BOX_SCALE,
-        "embed_scale": p.EMBED_SCALE,
+        "embed_scale": embed_signal_scale(cfg),
         "box_renewal": p.BOX_RENEWAL,
         "renewal_thresh": p.RENEWAL_THRESH,
         "ensemble": p.ENSEMBLE_STEPS,

@@ -58,7 +58,9 @@ def fill_to_num_proposals(gt_boxes, gt_embeddings, num, mode="repeat", generator
 class DualNoiseGenerator:
     """Eq. 10, one t per image shared by boxes and embeddings:
 
-        b_t = s1·√ᾱ_t·(2·b0 − 1) + √(1 − ᾱ_t)·ε1,    e_t = s2·√ᾱ_t·Norm(e0) + √(1 − ᾱ_t)·ε2.
+        b_t = s1·√ᾱ_t·(2·b0 − 1) + √(1 − ᾱ_t)·ε1,    e_t = s·√ᾱ_t·Norm(e0) + √(1 − ᾱ_t)·ε2,
+
+    with s = `embed_scale`: s2, or s2·√D for the "sqrt_dim" reading (signal_coding.embedding_signal_scale).
     """
 
     def __init__(self, schedule, num_proposals, box_scale, embed_scale, fill_mode="repeat"):

@@ -1,8 +1,11 @@
 """Map boxes and embeddings to and from the diffusion signal space of eq. 10.
 
 Boxes: absolute XYXY in the (resized) image <-> s1 · (2 · cxcywh/[W, H, W, H] − 1).
-Embeddings: e <-> s2 · Norm(e). The signal is clamped to ±s before decoding (DiffusionDet).
+Embeddings: e <-> s · Norm(e) with s = s2 (EMBED_SIGNAL "unit") or s2·√D ("sqrt_dim"),
+`embedding_signal_scale`. The signal is clamped to ±s before decoding (DiffusionDet).
 """
+import math
+
 import torch
 import torch.nn.functional as F
 from detectron2.structures import Boxes
@@ -40,13 +43,28 @@ def signal_to_boxes(signal, whwh, scale):
     return cxcywh_to_xyxy(normalized) * whwh.unsqueeze(-2)
 
 
+_EMBED_SIGNALS = ("unit", "sqrt_dim")
+
+
+def embedding_signal_scale(embed_scale, dim, reading="unit"):
+    """The length s of the clean embedding signal s·Norm(e0) in eq. 10 (cfg.PS.PSDIFF.EMBED_SIGNAL).
+
+    "unit": s = s2, Norm = L2 over the D elements, so each element carries about s2/√D (0.19 for
+    s2 = 3, D = 256) against noise of variance 1. "sqrt_dim": s = s2·√D, i.e. √D·Norm(e0) has unit
+    root-mean-square elements (each about ±1, like the box signal 2·b0 − 1) before the factor s2.
+    """
+    if reading not in _EMBED_SIGNALS:
+        raise ValueError(f"cfg.PS.PSDIFF.EMBED_SIGNAL={reading!r}: use one of {_EMBED_SIGNALS}")
+    return embed_scale * math.sqrt(dim) if reading == "sqrt_dim" else embed_scale
+
+
 def embeddings_to_signal(embeddings, scale):
-    """e [..., D] -> s2 · Norm(e)."""
+    """e [..., D] -> s · Norm(e)."""
     return F.normalize(embeddings, dim=-1) * scale
 
 
 def signal_to_embeddings(signal, scale):
-    """Signal [..., D] -> the re-id feature F_r = Norm(clamp(e_t, ±s2)) fed to the denoiser."""
+    """Signal [..., D] -> the re-id feature F_r = Norm(clamp(e_t, ±s)) fed to the denoiser."""
     return F.normalize(signal.clamp(-scale, scale), dim=-1)
 
 
