@@ -77,6 +77,14 @@ def test_pickle_is_refused_without_the_flag_and_would_run_code(tmp_path):
     assert marker.exists()
 
 
+@pytest.mark.parametrize("content", [b"", b"not a pickle at all", pickle.dumps({"gallery": {}})[:-3]])
+def test_unreadable_pickle_is_named(tmp_path, content):
+    path = tmp_path / "results.pkl"
+    path.write_bytes(content)
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match=r"results.pkl: not a readable results pickle"):
+        load_results(path, allow_pickle=True)
+
+
 def test_trusted_pickle_gives_the_metrics_of_its_npz(tmp_path):
     records = [{"image_id": "q.jpg", "annotations": [{"bbox": BOX, "person_id": 1}],
                 "gallery": {"image_ids": ["a.jpg", "b.jpg"], "boxes": np.array([BOX, [np.nan] * 4])}}]

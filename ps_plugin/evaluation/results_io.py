@@ -95,8 +95,12 @@ def _load_pickle(path):
         "the .npz format (ps_plugin.evaluation.save_results).",
         stacklevel=3,
     )
-    with open(path, "rb") as f:
-        content = pickle.load(f)
+    try:
+        with open(path, "rb") as f:
+            content = pickle.load(f)
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as e:
+        raise ValueError(f"{path}: not a readable results pickle ({type(e).__name__}: {e}); write results with "
+                         "ps_plugin.evaluation.save_results (.npz).") from e
     if not isinstance(content, dict):
         raise ValueError(f"{path}: the pickle holds a {type(content).__name__}, expected a dict (see results_io.py).")
     missing = {"gallery", "queries"} - set(content)
