@@ -19,13 +19,18 @@ all-reduce, against one 4-image pass): after the first step the weight differenc
 of the step's update plus a few float32 ulps; over later steps it grows (measured 3.7e-2 of the update, 7e-6 absolute,
 after 3 steps), as NMS and top-k decisions amplify it. The banks stay within 4e-7.
 """
+import os
+
 import pytest
 import torch
 
 from detectron2.modeling.proposal_generator import rpn
 from detectron2.modeling.roi_heads import roi_heads
+from detectron2.utils import comm
 
 from ps_plugin.engine import launch
+from ps_plugin.modeling.spnet.box_detector import box_class_loss
+from ps_plugin.modeling.spnet.matching import anchor_focal_loss
 from train_fixtures import build_trainer, ddp_main, final_state, subsample_labels_in_order, tiny_synthps, tiny_train_cfg
 
 NUM_PROCESSES = 2
@@ -85,3 +90,49 @@ def test_two_process_gloo_run_matches_one_process_run(tmp_path, monkeypatch):
     assert_same_first_step(tmp_path / "ddp" / "model_0000000.pth", tmp_path / "single" / "model_0000000.pth", initial)
     for name, value in single["model"].items():
         assert_close(ranks[0]["model"][name].float(), value.float(), name, atol=1e-4)
+
+
+def _spnet_losses_by_positives(logits, labels):
+    """(L_anc, L_cls) with the default "num_pos" normalisation and d(L_anc + L_cls)/d logits."""
+    logits = logits.clone().requires_grad_(True)
+    anchor = anchor_focal_loss(logits, labels)
+    valid = labels >= 0
+    cls = box_class_loss(logits[valid], labels[valid])
+    (anchor + cls).backward()
+    return torch.stack([anchor.detach(), cls.detach()]), logits.grad
+
+
+SPNET_SPLIT = 7  # rank 0 holds anchors [0, 7) with 1 positive, rank 1 the rest with 3
+
+
+def _spnet_logits_and_labels():
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(20, generator=generator) * 2
+    labels = torch.tensor([1, 0, 0, -1, 0, 0, 0] + [1, 1, 0, 0, -1, 0, 1, 0, 0, 0, 0, 0, 0])
+    return logits, labels
+
+
+def _spnet_normaliser_main(state_dir):
+    torch.set_num_threads(1)
+    logits, labels = _spnet_logits_and_labels()
+    part = slice(0, SPNET_SPLIT) if comm.get_rank() == 0 else slice(SPNET_SPLIT, None)
+    losses, grad = _spnet_losses_by_positives(logits[part], labels[part])
+    torch.save({"losses": losses, "grad": grad}, os.path.join(state_dir, f"rank{comm.get_rank()}.pt"))
+
+
+@pytest.mark.slow
+def test_spnet_loss_normalisation_by_positives_is_the_same_for_one_and_two_processes(tmp_path):
+    """The positives are all-reduced, so DDP's mean of the ranks' losses (and gradients) is the
+    1-process loss over all anchors, though the ranks hold 1 and 3 of the 4 positives."""
+    launch(_spnet_normaliser_main, NUM_PROCESSES, dist_url="auto", args=(str(tmp_path),))
+    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(NUM_PROCESSES)]
+    single_losses, single_grad = _spnet_losses_by_positives(*_spnet_logits_and_labels())
+    ddp_losses = (ranks[0]["losses"] + ranks[1]["losses"]) / NUM_PROCESSES
+    assert_close(ddp_losses, single_losses, "losses", atol=1e-6)
+    ddp_grad = torch.cat([ranks[0]["grad"], ranks[1]["grad"]]) / NUM_PROCESSES
+    assert_close(ddp_grad, single_grad, "gradient", atol=1e-7)
+    # each rank divides by 4 / 2 positives, not by its own 1 or 3
+    logits, labels = _spnet_logits_and_labels()
+    for rank, part, own_positives in ((0, slice(0, SPNET_SPLIT), 1), (1, slice(SPNET_SPLIT, None), 3)):
+        own_losses, _ = _spnet_losses_by_positives(logits[part], labels[part])
+        assert_close(ranks[rank]["losses"], own_losses * own_positives / 2, f"rank {rank}", atol=1e-6)

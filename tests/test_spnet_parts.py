@@ -1,12 +1,18 @@
-"""SPNet parts on constructed inputs: SP Block, anchor matching, pair sampling, MoCo, PT-Rep filling."""
+"""SPNet parts on constructed inputs: SP Block, anchor matching, loss normalisation, the anchor prior,
+pair sampling, MoCo, PT-Rep filling."""
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
 from detectron2.structures import Boxes, Instances
 
 from ps_plugin.config import get_ps_cfg
+from ps_plugin.modeling.spnet.box_detector import box_class_loss
 from ps_plugin.modeling.spnet.checkpoint import fill_missing_stage_weights
 from ps_plugin.modeling.spnet.config import add_spnet_config
+from ps_plugin.modeling.spnet.embedders import AnchorEmbedder
+from ps_plugin.modeling.spnet.fixed_norm import BatchNormLogits, FixedNormLogits, anchor_bias_value
 from ps_plugin.modeling.spnet.matching import anchor_focal_loss, build_anchor_matcher, match_boxes, sample_balanced
 from ps_plugin.modeling.spnet.moco import MomentumContrast, positive_centroids
 from ps_plugin.modeling.spnet.pair_sampling import box_identity_labels, pair_group, sample_query_pairs
@@ -61,8 +67,57 @@ def test_balanced_sampling_and_focal_loss_normalisation():
     logits = torch.zeros(115)
     # focal loss at p = 0.5 with alpha 0.5, gamma 1: 0.5 * 0.5 * log 2 per anchor
     per_anchor = 0.25 * torch.log(torch.tensor(2.0))
-    assert float(anchor_focal_loss(logits, labels)) == pytest.approx(float(per_anchor))
-    assert float(anchor_focal_loss(logits, labels, normalization="num_pos")) == pytest.approx(float(per_anchor) * 11)
+    assert float(anchor_focal_loss(logits, labels, normalization="mean")) == pytest.approx(float(per_anchor))
+    assert float(anchor_focal_loss(logits, labels)) == pytest.approx(float(per_anchor) * 11)
+
+
+def test_focal_and_class_losses_by_positives_by_hand():
+    """Default normalisation (authors' code): the sum over non-ignored boxes / number of positives."""
+    logits = torch.tensor([2.0, -1.0, 0.0, 3.0, 1.0])
+    labels = torch.tensor([1, 0, -1, 0, 1])
+    p = [1 / (1 + math.exp(-z)) for z in (2.0, -1.0, 3.0, 1.0)]
+    # alpha 0.5, gamma 1: positive 0.5 (1 - p) (-log p), negative 0.5 p (-log(1 - p)); 2 positives
+    focal = 0.5 * ((1 - p[0]) * -math.log(p[0]) + p[1] * -math.log(1 - p[1]) + p[2] * -math.log(1 - p[2])
+                   + (1 - p[3]) * -math.log(p[3]))
+    assert float(anchor_focal_loss(logits, labels)) == pytest.approx(focal / 2, rel=1e-6)
+    assert float(anchor_focal_loss(logits, labels, normalization="mean")) == pytest.approx(focal / 4, rel=1e-6)
+    valid = labels >= 0
+    bce = -(math.log(p[0]) + math.log(1 - p[1]) + math.log(1 - p[2]) + math.log(p[3]))
+    assert float(box_class_loss(logits[valid], labels[valid])) == pytest.approx(bce / 2, rel=1e-6)
+    assert float(box_class_loss(logits[valid], labels[valid], "mean")) == pytest.approx(bce / 4, rel=1e-6)
+    # no positive: divided by 1, and an empty input is a zero loss
+    assert float(box_class_loss(logits[1:2], labels[1:2])) == pytest.approx(-math.log(1 - p[1]), rel=1e-6)
+    assert float(box_class_loss(logits[:0], labels[:0])) == 0.0
+
+
+@pytest.mark.parametrize("prior", [0.01, 0.1])
+def test_anchor_prior_starts_every_anchor_at_pi(prior):
+    """ANCHOR_BIAS_INIT "prior_score": at initialisation every OC anchor's score is ~pi (d = 128)."""
+    logits_layer = FixedNormLogits(128)
+    bias = anchor_bias_value("prior_score", prior, logits_layer)
+    torch.manual_seed(0)
+    embedder = AnchorEmbedder(32, 9, 128, bias)
+    block = SwapPathBlock(128, "oc")
+    features = [torch.randn(2, 32, 8, 8), torch.randn(2, 32, 4, 4)]
+    with torch.no_grad():
+        scores = torch.sigmoid(logits_layer(block(embedder(features))))
+    assert scores.shape == (2, 9 * 80)
+    assert float(scores.mean()) == pytest.approx(prior, rel=0.25)  # the N(0, 0.01) weights add a little norm
+    assert float(scores.max()) < 2 * prior
+    assert anchor_bias_value("prior_channel", 0.01, logits_layer) == pytest.approx(-math.log(99))
+    zero_bias = AnchorEmbedder(32, 9, 128, anchor_bias_value("zeros", prior, logits_layer))
+    assert float(torch.sigmoid(logits_layer(block(zero_bias(features)))).min()) > 0.99
+
+
+def test_batch_norm_logits_take_the_prior_in_their_shift():
+    logits_layer = BatchNormLogits(128)
+    assert anchor_bias_value("prior_score", 0.01, logits_layer) == 0.0
+    norms = torch.rand(1000) * 5 + 10
+    assert float(torch.sigmoid(logits_layer.from_norm(norms)).mean()) == pytest.approx(0.01, abs=0.01)
+    with pytest.raises(ValueError, match="ANCHOR_BIAS_INIT"):
+        anchor_bias_value("retinanet", 0.01, logits_layer)
+    with pytest.raises(ValueError, match="ANCHOR_PRIOR_PROB"):
+        anchor_bias_value("prior_score", 1.0, logits_layer)
 
 
 def _view(image_id, box_ids, pids):

@@ -27,6 +27,12 @@ def add_spnet_model_config(cfg):
     _C.PS.SPNET.CASCADE_SHARE_BOX_EMBEDDER = False
     # Bridge Layer g_phi initialisation: "zeros" (authors' code: x_o = -x_a at start) or "default".
     _C.PS.SPNET.BRIDGE_INIT = "zeros"
+    # Anchor Embedder bias (fixed_norm.anchor_bias_value): "prior_score" starts every anchor at
+    # score ANCHOR_PRIOR_PROB = pi (RetinaNet's prior, bias -log((1 - pi) / pi) on the logit);
+    # "prior_channel" puts -log((1 - pi) / pi) on every bias channel (authors' code, -log 99);
+    # "zeros" starts every anchor at score ~1 under FixedNorm.
+    _C.PS.SPNET.ANCHOR_BIAS_INIT = "prior_score"
+    _C.PS.SPNET.ANCHOR_PRIOR_PROB = 0.01
     add_spnet_box_embedder_config(cfg)
     add_spnet_logits_config(cfg)
 
@@ -67,10 +73,11 @@ def add_spnet_training_config(cfg):
     # Focal loss on anchor logits z_a (Sec. 3.3).
     _C.PS.SPNET.TRAIN.FOCAL_ALPHA = 0.5
     _C.PS.SPNET.TRAIN.FOCAL_GAMMA = 1.0
-    # Normalisation of the anchor and class losses: "mean" (paper: averaged over all anchors /
-    # predicted boxes) or "num_pos" (authors' code: summed / number of positives).
-    _C.PS.SPNET.TRAIN.ANCHOR_LOSS_NORM = "mean"
-    _C.PS.SPNET.TRAIN.CLS_LOSS_NORM = "mean"
+    # Normalisation of the anchor and class losses: "num_pos" (authors' code: summed / number of
+    # positives of the batch, all-reduced over ranks) or "mean" (the paper's wording: averaged over
+    # all anchors / predicted boxes; with ~1e6 anchors L_anc is then ~1000x weaker).
+    _C.PS.SPNET.TRAIN.ANCHOR_LOSS_NORM = "num_pos"
+    _C.PS.SPNET.TRAIN.CLS_LOSS_NORM = "num_pos"
     # Class loss L_cls on the stage-0 box predictions too (the paper's sum runs t = 1..T+1);
     # the authors' code has it only from stage 1 (stage 0's score equals the anchor score).
     _C.PS.SPNET.TRAIN.STAGE0_CLS_LOSS = True

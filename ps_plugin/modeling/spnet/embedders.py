@@ -13,16 +13,17 @@ class AnchorEmbedder(nn.Module):
     """Initial anchor embeddings x_a^0: one 3x3 conv C -> A*d shared across FPN levels.
 
     forward: list of L maps [B, C, H_l, W_l] -> [B, sum_l H_l*W_l*A, d], ordered level, y, x,
-    anchor: the order of Detectron2's DefaultAnchorGenerator.
+    anchor: the order of Detectron2's DefaultAnchorGenerator. Weights start ~N(0, 0.01), every bias
+    channel at `bias` (fixed_norm.anchor_bias_value: the prior that starts anchors as background).
     """
 
-    def __init__(self, in_channels, num_anchors, dim):
+    def __init__(self, in_channels, num_anchors, dim, bias=0.0):
         super().__init__()
         self.num_anchors = num_anchors
         self.dim = dim
         self.conv = nn.Conv2d(in_channels, num_anchors * dim, kernel_size=3, padding=1)
         nn.init.normal_(self.conv.weight, std=0.01)
-        nn.init.zeros_(self.conv.bias)
+        nn.init.constant_(self.conv.bias, bias)
 
     def forward(self, features):
         per_level = []

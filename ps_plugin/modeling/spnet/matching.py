@@ -35,11 +35,13 @@ def sample_balanced(labels, num_samples, positive_fraction):
     return torch.cat([pos, neg])
 
 
-def anchor_focal_loss(logits, labels, alpha=0.5, gamma=1.0, normalization="mean"):
+def anchor_focal_loss(logits, labels, alpha=0.5, gamma=1.0, normalization="num_pos"):
     """L_anc: sigmoid focal loss (Lin et al. 2017) of anchor logits z_a [A] vs labels [A] in {1, 0, -1}.
 
-    Ignored anchors (-1) are left out. "mean": averaged over all (non-ignored) anchors (paper);
-    "num_pos": summed and divided by the positives (authors' code).
+    Ignored anchors (-1) are left out. "num_pos": summed and divided by the positives of the
+    whole batch, all ranks together (authors' code; box_detector.loss_normalizer); "mean":
+    averaged over this rank's non-ignored anchors (paper's wording). A is 0.4-1.6 M anchors per
+    batch, so "mean" makes L_anc about A / #positives (~1000x) weaker than "num_pos".
     """
     valid = labels >= 0
     loss = sigmoid_focal_loss(logits[valid], labels[valid].to(logits.dtype), alpha=alpha, gamma=gamma,

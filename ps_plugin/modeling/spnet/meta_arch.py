@@ -13,7 +13,7 @@ from ps_plugin.modeling.common import OIMLoss, PersonSearchMetaArch, resolve_num
 from .cascade import SPNetCascade
 from .checkpoint import install_stage_filling_hook
 from .embedders import AnchorEmbedder, build_box_embedder
-from .fixed_norm import build_logits_layer
+from .fixed_norm import anchor_bias_value, build_logits_layer
 from .matching import build_anchor_matcher
 from .moco import MomentumContrast
 from .query_conditioned import SPNetQueryConditioned
@@ -43,7 +43,7 @@ class SPNet(SPNetTraining, SPNetQueryConditioned, PersonSearchMetaArch):
     def __init__(self, *, backbone, in_features, anchor_generator, anchor_embedder, reid_embedder, cascade,
                  logits_layer, anchor_matcher, box2box_transform, reid_loss, moco=None, mode="oc",
                  pixel_mean, pixel_std, label_mode="pid", focal_alpha=0.5, focal_gamma=1.0,
-                 anchor_loss_norm="mean", cls_loss_norm="mean", stage0_cls_loss=True, num_sampled_anchors=2048,
+                 anchor_loss_norm="num_pos", cls_loss_norm="num_pos", stage0_cls_loss=True, num_sampled_anchors=2048,
                  positive_fraction=0.5, qc_pairs_per_batch=32, reid_iou_thresh=0.7, oc_topk_anchors=1000,
                  qc_topk_anchors=100, score_thresh=0.5, nms_thresh=0.5, detections_per_image=300,
                  load_replicate=True, load_shared_into_separate=True):
@@ -100,14 +100,16 @@ class SPNet(SPNetTraining, SPNetQueryConditioned, PersonSearchMetaArch):
         else:
             raise ValueError(f"PS.SPNET.REID.LOSS={reid.LOSS!r}: use 'oim' or 'moco'")
         train, test = node.TRAIN, node.TEST
+        logits_layer = build_logits_layer(cfg)
+        anchor_bias = anchor_bias_value(node.ANCHOR_BIAS_INIT, node.ANCHOR_PRIOR_PROB, logits_layer)
         return {
             "backbone": backbone,
             "in_features": node.IN_FEATURES,
             "anchor_generator": anchor_generator,
-            "anchor_embedder": AnchorEmbedder(shapes[0].channels, num_anchors[0], node.EMBED_DIM),
+            "anchor_embedder": AnchorEmbedder(shapes[0].channels, num_anchors[0], node.EMBED_DIM, anchor_bias),
             "reid_embedder": reid_embedder,
             "cascade": SPNetCascade.from_config(cfg, backbone),
-            "logits_layer": build_logits_layer(cfg),
+            "logits_layer": logits_layer,
             "anchor_matcher": build_anchor_matcher(cfg),
             "box2box_transform": Box2BoxTransform(weights=tuple(train.BBOX_REG_WEIGHTS)),
             "reid_loss": reid_loss,

@@ -131,12 +131,12 @@ class SPNetTraining:
             matched = torch.full_like(chosen, pair.target)
             rows.append(self._make_rows(anchors.tensor[chosen], offsets, anchor_labels[chosen], matched,
                                         image=gallery, query=query, unit=unit, pair_target=pair.target))
-        if not rows:
-            zero = anchor_embeddings.sum() * 0.0
-            return None, zero
+        if not rows:  # no GT box in this rank's batch: a zero loss, but still the all-rank normaliser
+            all_logits = [anchor_embeddings.flatten()[:0]]
+            all_labels = [torch.zeros(0, dtype=torch.int64, device=self.device)]
         loss = anchor_focal_loss(torch.cat(all_logits), torch.cat(all_labels), self.focal_alpha, self.focal_gamma,
                                  self.anchor_loss_norm)
-        return _cat_rows(rows), loss
+        return (_cat_rows(rows) if rows else None), loss
 
     def _make_rows(self, boxes, offsets, labels, matched, image, query, unit, pair_target):
         def full(value):
@@ -152,10 +152,11 @@ class SPNetTraining:
         """
         if rows is None:
             zero = sum(p.sum() * 0.0 for p in self.cascade.parameters())
+            no_labels = torch.zeros(0, dtype=torch.int64, device=self.device)
             for t in range(self.cascade.num_stages):
                 losses[f"loss_reg_s{t}"] = zero
-                if t > 0 or self.stage0_cls_loss:
-                    losses[f"loss_cls_s{t}"] = zero
+                if t > 0 or self.stage0_cls_loss:  # joins the other ranks' all-reduce of the positives
+                    losses[f"loss_cls_s{t}"] = zero + box_class_loss(zero.new_zeros(0), no_labels, self.cls_loss_norm)
             return None, None
         predicted = None
         for t, stage in enumerate(self.cascade.stages):
