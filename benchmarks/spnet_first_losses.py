@@ -2,7 +2,7 @@
 """SPNet's training losses over the first iterations with the loss normalisation and anchor prior of
 issue 13 (fixes 1-2) against the earlier settings, on the same data, seed and config.
 
-    python benchmarks/spnet_first_losses.py [--iters 100] [--config configs/spnet_mnv2_oc_synthps.yaml]
+    python benchmarks/spnet_first_losses.py [--iters 100] [--config configs/quick_schedules/spnet_mnv2_oc_synthps.yaml]
         [--plot docs/images/spnet_first_losses.png]
 
 "before": PS.SPNET.TRAIN.{ANCHOR,CLS}_LOSS_NORM "mean", PS.SPNET.ANCHOR_BIAS_INIT "zeros";
@@ -60,7 +60,7 @@ def plot(curves, path):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="configs/spnet_mnv2_oc_synthps.yaml")
+    parser.add_argument("--config", default="configs/quick_schedules/spnet_mnv2_oc_synthps.yaml")
     parser.add_argument("--iters", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--plot", default="docs/images/spnet_first_losses.png")
