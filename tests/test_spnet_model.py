@@ -7,9 +7,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.modeling import build_model
+from detectron2.modeling import build_backbone, build_model
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
+from timm.layers import DropPath
 
 from ps_plugin.config import get_ps_cfg
 from ps_plugin.engine import PersonSearchTrainer
@@ -287,9 +288,23 @@ def test_spnet_configs_merge(config_file):
     if config_file.name in table2:
         node = cfg.PS.SPNET
         assert (node.CASCADE_STEPS, node.SHARED_HEADS, cfg.PS.REID.EMBED_DIM) == table2[config_file.name]
+    convnext_drop_path = {"convnext_tiny": 0.1, "convnext_base": 0.5}  # authors' (torchvision's) defaults
+    if cfg.MODEL.BACKBONE.NAME == "build_spnet_timm_fpn_backbone" and cfg.PS.BACKBONE.NAME in convnext_drop_path:
+        assert cfg.PS.BACKBONE.DROP_PATH_RATE == convnext_drop_path[cfg.PS.BACKBONE.NAME]
     if "pretrain" in config_file.name:
         assert (cfg.PS.SOLVER.BACKBONE_BASE_LR, cfg.PS.SOLVER.BACKBONE_WEIGHT_DECAY) == (1e-5, 0.0)
         assert (cfg.SOLVER.BASE_LR, cfg.SOLVER.WEIGHT_DECAY) == (1e-4, 1e-3)
+
+
+def test_stochastic_depth_reaches_the_configured_rate_in_the_last_block():
+    cfg = get_ps_cfg()
+    cfg.merge_from_file(str(QUICK_SCHEDULES / "spnet_tiny_qc_synthps.yaml"))
+    cfg.PS.BACKBONE.DROP_PATH_RATE = 0.3
+    body = build_backbone(cfg).bottom_up.body
+    rates = [m.drop_prob for m in body.modules() if isinstance(m, DropPath)]
+    assert len(rates) > 4 and max(rates) == pytest.approx(0.3) and rates == sorted(rates)
+    cfg.PS.BACKBONE.DROP_PATH_RATE = 0.0
+    assert not any(isinstance(m, DropPath) for m in build_backbone(cfg).modules())
 
 
 def test_tiny_synthps_config_builds_and_trains_one_step():
