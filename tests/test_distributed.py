@@ -24,14 +24,25 @@ import os
 import pytest
 import torch
 
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.modeling.proposal_generator import rpn
 from detectron2.modeling.roi_heads import roi_heads
 from detectron2.utils import comm
 
-from ps_plugin.engine import launch
+from common import QUICK_SCHEDULES, tiny_cfg
+from ps_plugin.engine import PersonSearchTrainer, launch
 from ps_plugin.modeling.spnet.box_detector import box_class_loss
 from ps_plugin.modeling.spnet.matching import anchor_focal_loss
-from train_fixtures import build_trainer, ddp_main, final_state, subsample_labels_in_order, tiny_synthps, tiny_train_cfg
+from train_fixtures import (
+    build_trainer,
+    ddp_main,
+    final_state,
+    register_tiny,
+    subsample_labels_in_order,
+    tiny_synthps,
+    tiny_train_cfg,
+)
 
 NUM_PROCESSES = 2
 
@@ -136,3 +147,70 @@ def test_spnet_loss_normalisation_by_positives_is_the_same_for_one_and_two_proce
     for rank, part, own_positives in ((0, slice(0, SPNET_SPLIT), 1), (1, slice(SPNET_SPLIT, None), 3)):
         own_losses, _ = _spnet_losses_by_positives(logits[part], labels[part])
         assert_close(ranks[rank]["losses"], own_losses * own_positives / 2, f"rank {rank}", atol=1e-6)
+
+
+def _tiny_input(cfg, root, prefix, output_dir):
+    """`cfg` on the tiny SynthPS `prefix`, 64-96 px input and 64 px crops, 2 iterations of 2 images
+    (one per rank), no evaluation, random backbones."""
+    register_tiny(root, prefix)
+    cfg.MODEL.update(DEVICE="cpu", WEIGHTS="")
+    cfg.PS.BACKBONE.WEIGHTS = ""
+    cfg.DATASETS.update(TRAIN=(f"{prefix}_train",), TEST=())
+    cfg.DATALOADER.NUM_WORKERS = 0
+    cfg.INPUT.update(MIN_SIZE_TRAIN=(64,), MAX_SIZE_TRAIN=96, MIN_SIZE_TEST=64, MAX_SIZE_TEST=96)
+    cfg.PS.INPUT.update(WINDOW_MIN_SIZE=64, WINDOW_MAX_SIZE=96, CROP_SIZE=64)
+    cfg.SOLVER.update(IMS_PER_BATCH=2, MAX_ITER=2, WARMUP_ITERS=0, CHECKPOINT_PERIOD=1000)
+    cfg.OUTPUT_DIR = str(output_dir)
+    cfg.SEED = 3
+    return cfg
+
+
+def every_meta_architecture_cfgs(root, work_dir):
+    """{run name: config} covering every meta-architecture ps_plugin registers: the baseline, SPNet QC
+    (pre-training: MoCo, 2 views) and OC with the SPNet-L layout (separate heads, a cascade step),
+    and PSDiff with a saved random baseline as its teacher."""
+    prefix = "ddp_archs"
+    baseline = tiny_train_cfg(root, prefix, work_dir / "baseline", MAX_ITER=2)
+    spnet_qc = _tiny_input(tiny_cfg(QUICK_SCHEDULES / "spnet_tiny_qc_synthps.yaml"), root, prefix, work_dir / "qc")
+    spnet_qc.PS.SPNET.TRAIN.update(NUM_SAMPLED_ANCHORS=64, QC_PAIRS_PER_BATCH=4)
+    spnet_qc.PS.SPNET.REID.MOCO_QUEUE_SIZE = 64
+    spnet_oc = _tiny_input(spnet_qc.clone(), root, prefix, work_dir / "oc")
+    spnet_oc.PS.SPNET.update(MODE="oc", SHARED_HEADS=False, CASCADE_STEPS=1)
+    spnet_oc.PS.SPNET.REID.LOSS, spnet_oc.PS.SPNET.TRAIN.LABELS = "oim", "pid"
+    spnet_oc.PS.INPUT.update(TRAIN_AUG="rrc2", NUM_VIEWS=1)
+    spnet_oc.PS.REID.update(EMBED_DIM=32, QUEUE_SIZE=12)
+    teacher_dir = work_dir / "teacher"
+    teacher_dir.mkdir()
+    torch.manual_seed(0)
+    DetectionCheckpointer(PersonSearchTrainer.build_model(baseline), str(teacher_dir)).save("model_final")
+    (teacher_dir / "config.yaml").write_text(baseline.dump())
+    psdiff = _tiny_input(tiny_cfg(QUICK_SCHEDULES / "psdiff_tiny_synthps.yaml"), root, prefix, work_dir / "psdiff")
+    psdiff.PS.REID.EMBED_DIM = baseline.PS.REID.EMBED_DIM
+    psdiff.PS.PSDIFF.update(NUM_PROPOSALS_TRAIN=10, NUM_PROPOSALS_TEST=10)
+    psdiff.PS.PSDIFF.TEACHER.update(CONFIG_FILE=str(teacher_dir / "config.yaml"),
+                                    WEIGHTS=str(teacher_dir / "model_final.pth"))
+    return {"baseline": baseline, "spnet_qc": spnet_qc, "spnet_oc": spnet_oc, "psdiff": psdiff}
+
+
+def _train_each_main(cfgs, root, state_dir):
+    """Per process: train every config (DDP without find_unused_parameters: an unused parameter stops
+    the second iteration), then record the iterations each reached on this rank."""
+    torch.set_num_threads(1)
+    register_tiny(root, "ddp_archs")
+    reached = {}
+    for name, cfg in cfgs.items():
+        trainer = build_trainer(cfg)
+        trainer.train()
+        reached[name] = trainer.iter
+    torch.save(reached, os.path.join(state_dir, f"rank{comm.get_rank()}.pt"))
+
+
+@pytest.mark.slow
+def test_every_meta_architecture_trains_two_iterations_on_two_processes(tmp_path):
+    root = tiny_synthps(tmp_path / "synthps")
+    cfgs = every_meta_architecture_cfgs(root, tmp_path)
+    registered = {name for name, cls in META_ARCH_REGISTRY if cls.__module__.startswith("ps_plugin.")}
+    assert {cfg.MODEL.META_ARCHITECTURE for cfg in cfgs.values()} == registered
+    launch(_train_each_main, NUM_PROCESSES, dist_url="auto", args=(cfgs, str(root), str(tmp_path)))
+    for rank in range(NUM_PROCESSES):
+        assert torch.load(tmp_path / f"rank{rank}.pt") == {name: 2 for name in cfgs}

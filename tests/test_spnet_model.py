@@ -141,6 +141,9 @@ def test_qc_oc_checkpoints_differ_only_by_the_bridge():
 def test_cascade_stages_have_independent_weights():
     model = _build(tiny_spnet_cfg("oc", cascade_steps=2, shared=False))
     stages = model.cascade.stages
+    # OC: stage 0's x_a comes from the Anchor Embedder, so it has no detection Box Embedder; QC has one
+    assert stages[0].box_embedder is None and model.cascade.first_detection_stage == 1
+    assert _build(tiny_spnet_cfg("qc", cascade_steps=2, shared=False)).cascade.first_detection_stage == 0
     pointers = [{p.data_ptr() for p in stage.parameters()} for stage in stages]
     assert all(pointers) and not (pointers[0] & pointers[1] or pointers[1] & pointers[2] or pointers[0] & pointers[2])
     reid = {p.data_ptr() for p in model.reid_embedder.parameters()}

@@ -220,6 +220,9 @@ def test_fill_missing_stage_weights_pt_rep_and_shared_into_separate():
     }
     pt = fill_missing_stage_weights(dict(checkpoint), model_state, replicate=False)
     assert pt == []
+    # OC with separate heads has no stage-0 detection Box Embedder: plain PT fills stage 1's
+    pt = fill_missing_stage_weights(dict(checkpoint), model_state, replicate=False, first_detection_stage=1)
+    assert pt == [("cascade.stages.1.box_embedder.head.w", "reid_embedder.head.w")]
     filled = fill_missing_stage_weights(checkpoint, model_state, replicate=True)
     assert dict(filled) == {
         "cascade.stages.1.box_detector.w": "cascade.stages.0.box_detector.w",
