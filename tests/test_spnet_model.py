@@ -15,6 +15,7 @@ from timm.layers import DropPath
 from ps_plugin.config import get_ps_cfg
 from ps_plugin.engine import PersonSearchTrainer
 from ps_plugin.evaluation import query_centric_inference
+from ps_plugin.modeling.backbones.pretrained import convert_file
 from ps_plugin.modeling.spnet import SPNet  # noqa: F401  (registers the meta-architecture)
 from ps_plugin.modeling.spnet.config import add_spnet_config
 from common import CONFIGS, QUICK_SCHEDULES
@@ -382,3 +383,57 @@ def test_qc_pretraining_then_oc_finetuning_end_to_end(tmp_path):
     batch = [view for record in _two_view_batch() for view in record["views"]]
     oc_history = _train(oc_model, batch, steps=12)
     assert sum(oc_history[-3:]) < 0.8 * sum(oc_history[:3]), oc_history
+
+
+def test_box_embedder_heads_take_the_imagenet_layer4_given_as_model_weights(tmp_path):
+    """spnet_l_r50.yaml: MODEL.WEIGHTS is a converted torchvision R50 (tools/convert_pretrained.py's
+    code on a random torchvision resnet50); after loading, the re-id and detection Box Embedder heads
+    equal its layer4, as the backbone's res5 does."""
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    source = torchvision.models.resnet50()
+    torch.save(source.state_dict(), tmp_path / "resnet50.pth")
+    convert_file("torchvision-resnet", str(tmp_path / "resnet50.pth"), str(tmp_path / "r50.pth"))
+    cfg = get_ps_cfg()
+    cfg.merge_from_file(str(CONFIGS / "spnet_l_r50.yaml"))
+    cfg.MODEL.DEVICE = "cpu"
+    cfg.PS.SPNET.CASCADE_STEPS = 1
+    cfg.PS.REID.NUM_PIDS = 8
+    model = _build(cfg)
+    DetectionCheckpointer(model).load(str(tmp_path / "r50.pth"))
+    layer4 = {f"{block}.{name}": tensor for block, name, tensor in _torchvision_layer4(source)}
+    heads = {"backbone.bottom_up.res5": model.backbone.bottom_up.res5, "reid_embedder.head": model.reid_embedder.head,
+             "cascade.stages.1.box_embedder.head": model.cascade.stages[1].box_embedder.head}
+    assert model.cascade.stages[0].box_embedder is None
+    for where, head in heads.items():
+        state = head.state_dict()
+        for key, expected in layer4.items():
+            assert torch.equal(state[key], expected), (where, key)
+
+
+def _torchvision_layer4(resnet):
+    """(block, Detectron2 name, tensor) of torchvision layer4's convolutions and BatchNorm statistics."""
+    for i, block in enumerate(resnet.layer4):
+        for j in (1, 2, 3):
+            conv, bn = getattr(block, f"conv{j}"), getattr(block, f"bn{j}")
+            yield i, f"conv{j}.weight", conv.weight.detach()
+            yield i, f"conv{j}.norm.running_mean", bn.running_mean
+            yield i, f"conv{j}.norm.weight", bn.weight.detach()
+        if block.downsample is not None:
+            yield i, "shortcut.weight", block.downsample[0].weight.detach()
+
+
+def test_convnext_box_embedder_head_takes_a_loaded_backbone_checkpoint(tmp_path):
+    """A backbone-only checkpoint (timm ConvNeXt names) given as MODEL.WEIGHTS also reaches the
+    Box Embedder head copied from ConvNeXt's last stage."""
+    cfg = get_ps_cfg()
+    cfg.merge_from_file(str(QUICK_SCHEDULES / "spnet_tiny_qc_synthps.yaml"))
+    model = _build(cfg)
+    backbone_only = {k: v + 1.0 for k, v in model.state_dict().items()
+                     if k.startswith("backbone.") and v.is_floating_point()}
+    torch.save({"model": backbone_only}, tmp_path / "convnext.pth")
+    DetectionCheckpointer(model).load(str(tmp_path / "convnext.pth"))
+    stage = model.backbone.bottom_up.body.stages[-1].state_dict()
+    head = model.reid_embedder.head.state_dict()
+    assert set(head) == set(stage) and all(torch.equal(head[k], stage[k]) for k in stage)
+    assert torch.equal(stage["blocks.0.conv_dw.weight"], backbone_only["backbone.bottom_up.body.stages.3.blocks.0.conv_dw.weight"])

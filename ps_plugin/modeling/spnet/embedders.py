@@ -70,10 +70,23 @@ def _conv_head(in_channels, conv_dim):
     )
 
 
+def backbone_tensor_names(backbone, stage):
+    """{key in `stage`'s state dict: key of the same tensor in `backbone`'s state dict}."""
+    names = {id(t): name for name, t in backbone.state_dict(keep_vars=True).items()}
+    return {key: names[id(t)] for key, t in stage.state_dict(keep_vars=True).items()}
+
+
 def build_box_head(kind, backbone, in_channels, conv_dim, resolution):
-    """The conv head on RoI features: ("last_stage" | "conv") -> (module, output channels)."""
+    """The conv head on RoI features: ("last_stage" | "conv") -> (module, output channels, source).
+
+    source: {head state-dict key: backbone state-dict key it was copied from} ({} for "conv"), so that
+    weights loaded into the backbone later (MODEL.WEIGHTS) can be copied into the head as well.
+    """
+    source = {}
     if kind == "last_stage":
-        head = copy.deepcopy(_bottom_up_last_stage(backbone))
+        stage = _bottom_up_last_stage(backbone)
+        source = backbone_tensor_names(backbone, stage)
+        head = copy.deepcopy(stage)
     elif kind == "conv":
         head = _conv_head(in_channels, conv_dim)
     else:
@@ -90,7 +103,7 @@ def build_box_head(kind, backbone, in_channels, conv_dim, resolution):
             "512 ConvNeXt-B, 1024 ResNet-50, 96 MobileNetV2)."
         ) from e
     head.train(was_training)
-    return head, out_channels
+    return head, out_channels, source
 
 
 class BoxEmbedder(nn.Module):
@@ -100,12 +113,14 @@ class BoxEmbedder(nn.Module):
     and the head output, project each to dim/2 (Linear + BatchNorm1d without affine), concatenate.
     Detection form (separate heads, x^det): max-pool of the head output, Linear without bias.
     forward: features {name: [B, C, H, W]}, boxes list of B Boxes/[N_i, 4] tensors -> [sum N_i, dim]
-    (not L2-normalised).
+    (not L2-normalised). `head_source` {head key: backbone key}: where the head's tensors come from
+    in the backbone (copied stage; checkpoint.py refills them when the backbone's weights load).
     """
 
     def __init__(self, *, in_feature, stride, pooler_resolution, sampling_ratio, head, in_channels,
-                 head_channels, dim, split_projection):
+                 head_channels, dim, split_projection, head_source=None):
         super().__init__()
+        self.head_source = dict(head_source or {})
         self.in_feature = in_feature
         self.dim = dim
         self.pooler = ROIPooler(
@@ -158,9 +173,11 @@ def build_box_embedder(cfg, backbone, dim, split_projection):
             f"PS.SPNET.BOX_EMBEDDER.IN_FEATURE={node.IN_FEATURE!r} is not a backbone output {sorted(shape)}"
         )
     in_channels = shape[node.IN_FEATURE].channels
-    head, head_channels = build_box_head(node.HEAD, backbone, in_channels, node.CONV_DIM, node.POOLER_RESOLUTION)
+    head, head_channels, source = build_box_head(node.HEAD, backbone, in_channels, node.CONV_DIM,
+                                                 node.POOLER_RESOLUTION)
     return BoxEmbedder(
         in_feature=node.IN_FEATURE, stride=shape[node.IN_FEATURE].stride,
         pooler_resolution=node.POOLER_RESOLUTION, sampling_ratio=node.POOLER_SAMPLING_RATIO, head=head,
         in_channels=in_channels, head_channels=head_channels, dim=dim, split_projection=split_projection,
+        head_source=source,
     )
