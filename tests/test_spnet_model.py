@@ -1,6 +1,7 @@
 """SPNet meta-architecture on a tiny CPU model: training in both modes, QC <-> OC checkpoints,
 independent cascade stages, PT-Rep loading, the inference contract and the yaml configs."""
 import io
+import logging
 import json
 
 import pytest
@@ -18,6 +19,7 @@ from ps_plugin.evaluation import query_centric_inference
 from ps_plugin.modeling.backbones.pretrained import convert_file
 from ps_plugin.modeling.spnet import SPNet  # noqa: F401  (registers the meta-architecture)
 from ps_plugin.modeling.spnet.config import add_spnet_config
+from ps_plugin.modeling.spnet.meta_arch import warn_random_init
 from common import CONFIGS, QUICK_SCHEDULES
 from train_fixtures import register_tiny, tiny_synthps
 
@@ -437,3 +439,19 @@ def test_convnext_box_embedder_head_takes_a_loaded_backbone_checkpoint(tmp_path)
     head = model.reid_embedder.head.state_dict()
     assert set(head) == set(stage) and all(torch.equal(head[k], stage[k]) for k in stage)
     assert torch.equal(stage["blocks.0.conv_dw.weight"], backbone_only["backbone.bottom_up.body.stages.3.blocks.0.conv_dw.weight"])
+
+
+@pytest.mark.parametrize("weights,random_init,warns", [("", False, True), ("", True, False), ("w.pth", False, False)])
+def test_random_backbone_init_warns_unless_meant(caplog, weights, random_init, warns):
+    cfg = tiny_spnet_cfg()
+    cfg.MODEL.WEIGHTS, cfg.PS.SPNET.RANDOM_INIT = weights, random_init
+    with caplog.at_level(logging.WARNING, logger="ps_plugin.modeling.spnet.meta_arch"):
+        warn_random_init(cfg)
+    assert any("RANDOM init" in r.getMessage() and "PS.SPNET.RANDOM_INIT" in r.getMessage()
+               for r in caplog.records) == warns
+
+
+def test_coco_persons_pretraining_keeps_only_images_with_persons():
+    cfg = get_ps_cfg()
+    cfg.merge_from_file(str(CONFIGS / "spnet_pretrain_qc.yaml"))
+    assert cfg.PS.DATA.FILTER_EMPTY and cfg.DATASETS.TRAIN == ("coco_persons_train",)

@@ -129,6 +129,9 @@ def add_spnet_inference_config(cfg):
 def add_spnet_loading_config(cfg):
     """Loading a pre-trained SPNet into a (larger) fine-tuning model (supplementary Sec. 9.2)."""
     _C = cfg
+    # Without PS.BACKBONE.WEIGHTS and MODEL.WEIGHTS the backbone starts from random init, which no
+    # SPNet result uses: the model warns loudly at build unless this says random init is meant.
+    _C.PS.SPNET.RANDOM_INIT = False
     # PT-Rep (Fig. 8): stage-0 weights (Bridge, Box Detector, detection Box Embedder) fill every
     # cascade stage the checkpoint lacks. False: those stages keep their random init (PT).
     _C.PS.SPNET.LOAD_REPLICATE = True

@@ -1,5 +1,7 @@
 """`SPNet`: the Swap Path Network meta-architecture (Sec. 3, Fig. 3), QC or OC mode: its modules and
 detection path. The training forward is in training.py, query-conditioned search in query_conditioned.py."""
+import logging
+
 import torch
 import torch.nn.functional as F
 from detectron2.config import configurable
@@ -20,6 +22,21 @@ from .query_conditioned import SPNetQueryConditioned
 from .training import SPNetTraining
 
 __all__ = ["SPNet"]
+
+logger = logging.getLogger(__name__)
+
+
+def warn_random_init(cfg):
+    """A loud warning when the backbone will start from random init without PS.SPNET.RANDOM_INIT."""
+    if cfg.PS.BACKBONE.WEIGHTS or cfg.MODEL.WEIGHTS or cfg.PS.SPNET.RANDOM_INIT:
+        return
+    logger.warning(
+        "\n" + "!" * 100 + "\nSPNet: neither PS.BACKBONE.WEIGHTS nor MODEL.WEIGHTS is set, so the backbone "
+        f"({cfg.PS.BACKBONE.NAME if 'timm' in cfg.MODEL.BACKBONE.NAME else cfg.MODEL.BACKBONE.NAME}) and the "
+        "Box Embedder heads start from RANDOM init; every SPNet result starts from ImageNet weights "
+        "(docs/SPNET.md, 'Reproducing SPNet-L'). Give a local converted state dict "
+        "(tools/convert_pretrained.py), or set PS.SPNET.RANDOM_INIT True if random init is meant.\n"
+        + "!" * 100)
 
 
 @META_ARCH_REGISTRY.register()
@@ -80,6 +97,7 @@ class SPNet(SPNetTraining, SPNetQueryConditioned, PersonSearchMetaArch):
                 f"PS.SPNET.SHARED_HEADS=True needs PS.REID.EMBED_DIM == PS.SPNET.EMBED_DIM (x_q^reid = x_q^det); "
                 f"got {reid_dim} vs {node.EMBED_DIM}. Set SHARED_HEADS False for a larger re-id dimension."
             )
+        warn_random_init(cfg)
         backbone = build_backbone(cfg)
         shapes = [backbone.output_shape()[f] for f in node.IN_FEATURES]
         anchor_generator = build_anchor_generator(cfg, shapes)
