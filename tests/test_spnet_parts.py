@@ -13,7 +13,13 @@ from ps_plugin.modeling.spnet.checkpoint import fill_missing_stage_weights
 from ps_plugin.modeling.spnet.config import add_spnet_config
 from ps_plugin.modeling.spnet.embedders import AnchorEmbedder
 from ps_plugin.modeling.spnet.fixed_norm import BatchNormLogits, FixedNormLogits, anchor_bias_value
-from ps_plugin.modeling.spnet.matching import anchor_focal_loss, build_anchor_matcher, match_boxes, sample_balanced
+from ps_plugin.modeling.spnet.matching import (
+    anchor_focal_loss,
+    build_anchor_matcher,
+    hard_qc_anchors,
+    match_boxes,
+    sample_balanced,
+)
 from ps_plugin.modeling.spnet.moco import MomentumContrast, positive_centroids
 from ps_plugin.modeling.spnet.pair_sampling import box_identity_labels, pair_group, sample_query_pairs
 from ps_plugin.modeling.spnet.swap_path import SwapPathBlock
@@ -230,3 +236,16 @@ def test_fill_missing_stage_weights_pt_rep_and_shared_into_separate():
     }
     assert torch.equal(checkpoint["cascade.stages.1.box_detector.w"], torch.ones(2))
     assert "cascade.stages.1.sp_block.bridge.weight" not in checkpoint  # QC checkpoint: bridge keeps init
+
+
+def test_hard_qc_anchors_by_hand():
+    """Authors' 'posneg' choice with K = 4: 2 highest-GIoU anchors, then the 2 first (by index) of the
+    4 smallest-norm anchors not taken; without the target the 4 smallest-norm anchors."""
+    anchors = torch.tensor([[0.0, 0.0, 10.0, 10.0], [1.0, 1.0, 11.0, 11.0], [50.0, 50.0, 60.0, 60.0],
+                            [0.0, 0.0, 9.0, 9.0], [30.0, 30.0, 40.0, 40.0], [70.0, 70.0, 80.0, 80.0],
+                            [20.0, 0.0, 30.0, 10.0]])
+    target = torch.tensor([[0.0, 0.0, 10.0, 10.0]])
+    norms = torch.tensor([5.0, 0.5, 0.1, 9.0, 0.3, 0.2, 7.0])
+    # GIoU ranks anchors 0 (1.0) and 3 (0.81) first; smallest norms: 2, 5, 4, 1 -> not taken, in index order: 1, 2
+    assert hard_qc_anchors(anchors, target, norms, 4).tolist() == [0, 3, 1, 2]
+    assert sorted(hard_qc_anchors(anchors, target[:0], norms, 4).tolist()) == [1, 2, 4, 5]

@@ -88,6 +88,10 @@ def add_spnet_training_config(cfg):
     # QC query-image pairs per batch (supplementary Sec. 8); anchors per pair =
     # NUM_SAMPLED_ANCHORS // QC_PAIRS_PER_BATCH (64).
     _C.PS.SPNET.TRAIN.QC_PAIRS_PER_BATCH = 32
+    # Anchors of a QC pair (matching.hard_qc_anchors): "hard" (authors' code: the K/2 highest-GIoU
+    # anchors plus the hardest, smallest-||x_o||, ones; only the hardest when the query is absent) or
+    # "random" (balanced random sample with POSITIVE_FRACTION).
+    _C.PS.SPNET.TRAIN.QC_ANCHOR_CHOICE = "hard"
     # Predicted boxes with IoU >= this to a GT box join the re-id loss (Sec. 3.3).
     _C.PS.SPNET.TRAIN.REID_IOU_THRESH = 0.7
     # Identity of a GT box: "pid" (gt_pids; unlabeled boxes fall back to their box) or "box"

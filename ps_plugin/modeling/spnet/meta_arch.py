@@ -16,7 +16,7 @@ from .cascade import SPNetCascade
 from .checkpoint import install_stage_filling_hook
 from .embedders import AnchorEmbedder, build_box_embedder
 from .fixed_norm import anchor_bias_value, build_logits_layer
-from .matching import build_anchor_matcher
+from .matching import QC_ANCHOR_CHOICES, build_anchor_matcher
 from .moco import MomentumContrast
 from .query_conditioned import SPNetQueryConditioned
 from .training import SPNetTraining
@@ -61,7 +61,7 @@ class SPNet(SPNetTraining, SPNetQueryConditioned, PersonSearchMetaArch):
                  logits_layer, anchor_matcher, box2box_transform, reid_loss, moco=None, mode="oc",
                  pixel_mean, pixel_std, label_mode="pid", focal_alpha=0.5, focal_gamma=1.0,
                  anchor_loss_norm="num_pos", cls_loss_norm="num_pos", stage0_cls_loss=True, num_sampled_anchors=2048,
-                 positive_fraction=0.5, qc_pairs_per_batch=32, reid_iou_thresh=0.7, oc_topk_anchors=1000,
+                 positive_fraction=0.5, qc_pairs_per_batch=32, qc_anchor_choice="hard", reid_iou_thresh=0.7, oc_topk_anchors=1000,
                  qc_topk_anchors=100, score_thresh=0.5, nms_thresh=0.5, detections_per_image=300,
                  load_replicate=True, load_shared_into_separate=True):
         super().__init__()
@@ -82,6 +82,9 @@ class SPNet(SPNetTraining, SPNetQueryConditioned, PersonSearchMetaArch):
         self.stage0_cls_loss = stage0_cls_loss
         self.num_sampled_anchors, self.positive_fraction = num_sampled_anchors, positive_fraction
         self.qc_pairs_per_batch, self.reid_iou_thresh = qc_pairs_per_batch, reid_iou_thresh
+        if qc_anchor_choice not in QC_ANCHOR_CHOICES:
+            raise ValueError(f"PS.SPNET.TRAIN.QC_ANCHOR_CHOICE={qc_anchor_choice!r}: use one of {QC_ANCHOR_CHOICES}")
+        self.qc_anchor_choice = qc_anchor_choice
         self.oc_topk_anchors, self.qc_topk_anchors = oc_topk_anchors, qc_topk_anchors
         self.score_thresh, self.nms_thresh = score_thresh, nms_thresh
         self.detections_per_image = detections_per_image
@@ -144,6 +147,7 @@ class SPNet(SPNetTraining, SPNetQueryConditioned, PersonSearchMetaArch):
             "num_sampled_anchors": train.NUM_SAMPLED_ANCHORS,
             "positive_fraction": train.POSITIVE_FRACTION,
             "qc_pairs_per_batch": train.QC_PAIRS_PER_BATCH,
+            "qc_anchor_choice": train.QC_ANCHOR_CHOICE,
             "reid_iou_thresh": train.REID_IOU_THRESH,
             "oc_topk_anchors": test.OC_TOPK_ANCHORS,
             "qc_topk_anchors": test.QC_TOPK_ANCHORS,

@@ -9,7 +9,7 @@ from detectron2.structures import Boxes, pairwise_iou
 from ps_plugin.structures import VIEWS
 
 from .box_detector import box_class_loss, box_regression_loss
-from .matching import anchor_focal_loss, match_boxes, sample_balanced
+from .matching import anchor_focal_loss, hard_qc_anchors, match_boxes, sample_balanced
 from .pair_sampling import box_identity_labels, sample_query_pairs
 
 __all__ = ["SPNetTraining", "TrainRows", "embed_rows", "flatten_views"]
@@ -112,7 +112,8 @@ class SPNetTraining:
         return _cat_rows(rows), loss
 
     def _qc_rows(self, anchors, anchor_embeddings, gts, labels, query_embeddings):
-        """QC: sampled (query, image) pairs; x_o = x_q - x_a; the query's box in the image is the only GT."""
+        """QC: sampled (query, image) pairs; x_o = x_q - x_a; the query's box in the image is the only GT.
+        Box Detector rows per pair: the authors' highest-GIoU / hardest anchors, or a balanced random sample."""
         pairs = sample_query_pairs([lab.cpu() for lab in labels], self.qc_pairs_per_batch)
         query_start = _view_offsets(gts, "cpu").tolist()
         per_pair = max(self.num_sampled_anchors // self.qc_pairs_per_batch, 1)
@@ -126,7 +127,10 @@ class SPNetTraining:
             _, anchor_labels = match_boxes(self.anchor_matcher, target, anchors)
             all_logits.append(self.logits_layer.from_norm(norms))
             all_labels.append(anchor_labels)
-            chosen = sample_balanced(anchor_labels, per_pair, self.positive_fraction)
+            if self.qc_anchor_choice == "hard":
+                chosen = hard_qc_anchors(anchors.tensor, target.tensor, norms.detach(), per_pair)
+            else:
+                chosen = sample_balanced(anchor_labels, per_pair, self.positive_fraction)
             offsets = self.stage_offsets(0, anchor_embeddings[gallery][chosen], query_embeddings[query])
             matched = torch.full_like(chosen, pair.target)
             rows.append(self._make_rows(anchors.tensor[chosen], offsets, anchor_labels[chosen], matched,
