@@ -32,8 +32,8 @@ def warn_random_init(cfg):
         return
     logger.warning(
         "\n" + "!" * 100 + "\nSPNet: neither PS.BACKBONE.WEIGHTS nor MODEL.WEIGHTS is set, so the backbone "
-        f"({cfg.PS.BACKBONE.NAME if 'timm' in cfg.MODEL.BACKBONE.NAME else cfg.MODEL.BACKBONE.NAME}) and the "
-        "Box Embedder heads start from RANDOM init; every SPNet result starts from ImageNet weights "
+        f"({cfg.MODEL.BACKBONE.NAME}, PS.BACKBONE.NAME {cfg.PS.BACKBONE.NAME}) and the Box Embedder heads start "
+        "from RANDOM init; every SPNet result starts from ImageNet weights "
         "(docs/SPNET.md, 'Reproducing SPNet-L'). Give a local converted state dict "
         "(tools/convert_pretrained.py), or set PS.SPNET.RANDOM_INIT True if random init is meant.\n"
         + "!" * 100)
