@@ -11,7 +11,7 @@ from ps_plugin.config import get_ps_cfg
 from ps_plugin.modeling.spnet.box_detector import box_class_loss
 from ps_plugin.modeling.spnet.checkpoint import fill_missing_stage_weights
 from ps_plugin.modeling.spnet.config import add_spnet_config
-from ps_plugin.modeling.spnet.embedders import AnchorEmbedder
+from ps_plugin.modeling.spnet.embedders import AnchorEmbedder, BoxEmbedder
 from ps_plugin.modeling.spnet.fixed_norm import BatchNormLogits, FixedNormLogits, anchor_bias_value
 from ps_plugin.modeling.spnet.matching import (
     anchor_focal_loss,
@@ -249,3 +249,22 @@ def test_hard_qc_anchors_by_hand():
     # GIoU ranks anchors 0 (1.0) and 3 (0.81) first; smallest norms: 2, 5, 4, 1 -> not taken, in index order: 1, 2
     assert hard_qc_anchors(anchors, target, norms, 4).tolist() == [0, 3, 1, 2]
     assert sorted(hard_qc_anchors(anchors, target[:0], norms, 4).tolist()) == [1, 2, 4, 5]
+
+
+def test_checkpointed_box_embedder_head_gives_the_same_output_and_gradients():
+    torch.manual_seed(0)
+    head = torch.nn.Sequential(torch.nn.Conv2d(8, 16, 3, stride=2, padding=1), torch.nn.ReLU())
+    embedder = BoxEmbedder(in_feature="p3", stride=8, pooler_resolution=6, sampling_ratio=2, head=head,
+                           in_channels=8, head_channels=16, dim=8, split_projection=True)
+    features = torch.randn(1, 8, 12, 12, requires_grad=True)
+    boxes = [torch.tensor([[0.0, 0.0, 40.0, 80.0], [10.0, 5.0, 60.0, 90.0], [30.0, 30.0, 90.0, 90.0]])]
+    results = []
+    for chunk in (0, 2):
+        embedder.checkpoint_chunk = chunk
+        features.grad = None
+        embedder.zero_grad()
+        out = embedder({"p3": features}, boxes)
+        out.pow(2).sum().backward()
+        results.append((out.detach(), features.grad.clone(), head[0].weight.grad.clone()))
+    for plain, checkpointed in zip(*results):
+        assert torch.allclose(plain, checkpointed, rtol=1e-5, atol=1e-5)  # summation order only

@@ -50,6 +50,10 @@ def add_spnet_box_embedder_config(cfg):
     _C.PS.SPNET.BOX_EMBEDDER.HEAD = "last_stage"
     # Channels of the "conv" head.
     _C.PS.SPNET.BOX_EMBEDDER.CONV_DIM = 256
+    # Activation checkpointing of the head in training, on chunks of this many RoIs (0: off, as the
+    # authors). A copied ConvNeXt-B stage keeps ~10 MB of activations per RoI, and SPNet-L's cascade
+    # runs it on every sampled box of each stage (docs/BENCHMARKS.md, SPNet training memory).
+    _C.PS.SPNET.BOX_EMBEDDER.CHECKPOINT_CHUNK = 0
 
 
 def add_spnet_logits_config(cfg):

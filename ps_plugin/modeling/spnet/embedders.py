@@ -3,6 +3,7 @@ import copy
 
 import torch
 from detectron2.modeling.poolers import ROIPooler
+from torch.utils.checkpoint import checkpoint
 from detectron2.structures import Boxes
 from torch import nn
 
@@ -113,14 +114,15 @@ class BoxEmbedder(nn.Module):
     and the head output, project each to dim/2 (Linear + BatchNorm1d without affine), concatenate.
     Detection form (separate heads, x^det): max-pool of the head output, Linear without bias.
     forward: features {name: [B, C, H, W]}, boxes list of B Boxes/[N_i, 4] tensors -> [sum N_i, dim]
-    (not L2-normalised). `head_source` {head key: backbone key}: where the head's tensors come from
+    (not L2-normalised). `checkpoint_chunk`: see `_pooled_head`. `head_source` {head key: backbone key}: where the head's tensors come from
     in the backbone (copied stage; checkpoint.py refills them when the backbone's weights load).
     """
 
     def __init__(self, *, in_feature, stride, pooler_resolution, sampling_ratio, head, in_channels,
-                 head_channels, dim, split_projection, head_source=None):
+                 head_channels, dim, split_projection, head_source=None, checkpoint_chunk=0):
         super().__init__()
         self.head_source = dict(head_source or {})
+        self.checkpoint_chunk = checkpoint_chunk
         self.in_feature = in_feature
         self.dim = dim
         self.pooler = ROIPooler(
@@ -139,6 +141,17 @@ class BoxEmbedder(nn.Module):
         else:
             self.output_projection = self._projection(head_channels, dim, bias=False)
 
+    def _pooled_head(self, rois):
+        """Max-pooled head output [N, C_head] of RoI features [N, C, R, R]. With `checkpoint_chunk` > 0
+        in training, the head runs on chunks of that many RoIs under activation checkpointing: only
+        the pooled outputs are kept and each chunk is recomputed in backward (same gradients)."""
+        if not (self.checkpoint_chunk > 0 and self.training and rois.requires_grad):
+            return self.head(rois).amax(dim=(2, 3))
+        return torch.cat([
+            checkpoint(lambda x: self.head(x).amax(dim=(2, 3)), chunk, use_reentrant=False)
+            for chunk in rois.split(self.checkpoint_chunk)
+        ])
+
     @staticmethod
     def _projection(in_channels, out_channels, bias):
         linear = nn.Linear(in_channels, out_channels, bias=bias)
@@ -149,7 +162,7 @@ class BoxEmbedder(nn.Module):
 
     def forward(self, features, boxes):
         rois = self.pooler([features[self.in_feature]], [_as_boxes(b) for b in boxes])
-        pooled_out = self.head(rois).amax(dim=(2, 3))
+        pooled_out = self._pooled_head(rois)
         if not self.split_projection:
             return self.output_projection(pooled_out)
         pooled_in = rois.amax(dim=(2, 3))
@@ -179,5 +192,5 @@ def build_box_embedder(cfg, backbone, dim, split_projection):
         in_feature=node.IN_FEATURE, stride=shape[node.IN_FEATURE].stride,
         pooler_resolution=node.POOLER_RESOLUTION, sampling_ratio=node.POOLER_SAMPLING_RATIO, head=head,
         in_channels=in_channels, head_channels=head_channels, dim=dim, split_projection=split_projection,
-        head_source=source,
+        head_source=source, checkpoint_chunk=node.CHECKPOINT_CHUNK,
     )
