@@ -3,7 +3,7 @@
 and how much of it the anchor path's [images, anchors, d] tensors account for.
 
     python benchmarks/spnet_train_memory.py [--configs configs/spnet_s.yaml configs/spnet_l.yaml]
-        [--crops 256] [--images 2] [--sampled 256 512]
+        [--crops 256] [--images 2] [--sampled 256 512] [--opts PS.SPNET.BOX_EMBEDDER.CHECKPOINT_CHUNK 64]
 
 Each (config, crop) runs in its own process, so its peak resident set size (ru_maxrss) is its own.
 Random init (PS.SPNET.RANDOM_INIT), a synthetic batch of `--images` crops with 4 person boxes each.
@@ -17,7 +17,7 @@ import sys
 import torch
 
 
-def one_iteration(config, crop, images, sampled):
+def one_iteration(config, crop, images, sampled, opts=()):
     """Peak RSS (MiB) before and after one training step, and the anchor count A and dimension d."""
     from detectron2.structures import Boxes, Instances
     from detectron2.utils.events import EventStorage
@@ -27,7 +27,7 @@ def one_iteration(config, crop, images, sampled):
 
     cfg = setup_cfg(config_file=config, opts=[
         "MODEL.DEVICE", "cpu", "PS.SPNET.RANDOM_INIT", True, "PS.REID.NUM_PIDS", 100, "PS.INPUT.CROP_SIZE", crop,
-        "PS.SPNET.TRAIN.NUM_SAMPLED_ANCHORS", sampled])
+        "PS.SPNET.TRAIN.NUM_SAMPLED_ANCHORS", sampled] + list(opts))
     torch.manual_seed(0)
     model = PersonSearchTrainer.build_model(cfg).train()
     batch = []
@@ -57,17 +57,19 @@ def main():
     parser.add_argument("--images", type=int, default=2)
     parser.add_argument("--sampled", type=int, nargs="+", default=[256, 512],
                         help="PS.SPNET.TRAIN.NUM_SAMPLED_ANCHORS (the paper's 2,048 needs many GB with a cascade)")
+    parser.add_argument("--opts", nargs="*", default=[], help="further KEY VALUE config overrides")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(one_iteration(args.child[0], int(args.child[1]), args.images, int(args.child[2]))))
+        print(json.dumps(one_iteration(args.child[0], int(args.child[1]), args.images, int(args.child[2]), args.opts)))
         return
     print("| config | crop | images | sampled anchors | anchors A | model RSS MiB | peak RSS MiB | step MiB | B·A·d float32 MiB |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for config in args.configs:
         for crop in args.crops:
             for sampled in args.sampled:
-                command = [sys.executable, __file__, "--images", str(args.images), "--child", config, str(crop), str(sampled)]
+                command = [sys.executable, __file__, "--images", str(args.images), "--child", config, str(crop), str(sampled),
+                           "--opts", *args.opts]
                 out = subprocess.run(command, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
                 r = json.loads(out)
                 per_tensor = args.images * r["anchors"] * r["dim"] * 4 / 2**20
