@@ -2,8 +2,8 @@
 pre-training followed by OC fine-tuning (configs/spnet_mnv2_{qc,oc}_synthps.yaml, shortened).
 
 With the authors' loss normalisation and anchor prior (issue 13) SPNet detects and begins to search
-at these budgets; the margins are 35-50 % of the gains measured after those fixes (seed 0) and above
-the seed-to-seed spreads measured before them. Measured gains: docs/BENCHMARKS.md, "Learning tests"."""
+at these budgets. The margins are 10-40 % of the gains measured after those fixes (seed 0 only), low
+enough for a seed whose gains fall as far below seed 0's as seed 1's did before the fixes. Measured gains: docs/BENCHMARKS.md, "Learning tests"."""
 import pytest
 
 from learning_fixtures import (
@@ -33,7 +33,7 @@ def oc_run(learning_data):
 def test_spnet_oc_learns_to_detect_and_search(oc_run):
     # seed 0: det AP +61.6, recall +89.7, mAP +14.1, GT mAP +17.2 points (before issue 13's fixes,
     # seeds 0 / 1: det AP +16.5 / +11.6, mAP +7.6 / +2.7, GT mAP +15.0 / +3.0)
-    assert_gains(oc_run, {"det/AP": 0.25, "det/recall": 0.5, f"{QUERY_SET}/mAP": 0.05, f"{QUERY_SET}/gt_mAP": 0.04})
+    assert_gains(oc_run, {"det/AP": 0.25, "det/recall": 0.5, f"{QUERY_SET}/mAP": 0.03, f"{QUERY_SET}/gt_mAP": 0.02})
 
 
 @pytest.mark.slow
@@ -53,4 +53,4 @@ def test_spnet_qc_pretraining_then_oc_finetuning_learns(learning_data):
     imagenet = untrained_metrics(learning_cfg(SPNET_OC, learning_data, "spnet_oc_untrained"))
     assert oc.untrained["det/recall"] > imagenet["det/recall"] + 0.2, (imagenet, oc.untrained)
     # OC fine-tuning then improves on it (seed 0: det AP +28.0, mAP +7.9, GT mAP +6.3 points)
-    assert_gains(oc, {"det/AP": 0.1, f"{QUERY_SET}/mAP": 0.02, f"{QUERY_SET}/gt_mAP": 0.0})
+    assert_gains(oc, {"det/AP": 0.1, f"{QUERY_SET}/mAP": 0.01, f"{QUERY_SET}/gt_mAP": 0.0})
