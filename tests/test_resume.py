@@ -15,6 +15,7 @@ from detectron2.utils import comm
 
 from ps_plugin.data.samplers import rng_state
 from ps_plugin.engine import PersonSearchTrainer, launch
+from ps_plugin.engine import trainer as trainer_module
 from train_fixtures import build_trainer, final_state, run_training, tiny_synthps, tiny_train_cfg
 
 M = 2
@@ -148,11 +149,13 @@ def cpu_grad_scaler():
     return torch.amp.GradScaler("cpu", init_scale=1024.0, growth_interval=2)
 
 
-def test_amp_grad_scaler_is_checkpointed_and_restored(synthps_root, tmp_path):
-    """SOLVER.AMP.ENABLED on CPU builds Detectron2's AMPTrainer with a disabled CUDA scaler (empty
-    state) and cannot train (it asserts CUDA), so an enabled CPU scaler is put in its place. After
+def test_amp_grad_scaler_is_checkpointed_and_restored(synthps_root, tmp_path, monkeypatch):
+    """SOLVER.AMP.ENABLED on a CUDA device builds Detectron2's AMPTrainer (on CPU the trainer falls back
+    to float32, so `use_amp` is made to answer as on a GPU). Its CUDA scaler is disabled here (empty
+    state) and it cannot train (it asserts CUDA), so an enabled CPU scaler is put in its place. After
     3 finite steps with growth_interval 2 its scale has doubled once (1024 -> 2048) and its growth
     tracker is 1; the checkpoint must hold that, and a resumed trainer's fresh scaler must get it."""
+    monkeypatch.setattr(trainer_module, "use_amp", lambda cfg: cfg.SOLVER.AMP.ENABLED)
     cfg = resume_cfg(synthps_root, tmp_path)
     cfg.SOLVER.AMP.ENABLED = True
     first = build_trainer(cfg)

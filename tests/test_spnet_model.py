@@ -1,21 +1,25 @@
 """SPNet meta-architecture on a tiny CPU model: training in both modes, QC <-> OC checkpoints,
 independent cascade stages, PT-Rep loading, the inference contract and the yaml configs."""
 import io
+import logging
 import json
 
 import pytest
 import torch
 import torch.nn.functional as F
 from detectron2.checkpoint import DetectionCheckpointer
-from detectron2.modeling import build_model
+from detectron2.modeling import build_backbone, build_model
 from detectron2.structures import Boxes, Instances
 from detectron2.utils.events import EventStorage
+from timm.layers import DropPath
 
 from ps_plugin.config import get_ps_cfg
 from ps_plugin.engine import PersonSearchTrainer
 from ps_plugin.evaluation import query_centric_inference
+from ps_plugin.modeling.backbones.pretrained import convert_file
 from ps_plugin.modeling.spnet import SPNet  # noqa: F401  (registers the meta-architecture)
 from ps_plugin.modeling.spnet.config import add_spnet_config
+from ps_plugin.modeling.spnet.meta_arch import warn_random_init
 from common import CONFIGS, QUICK_SCHEDULES
 from train_fixtures import register_tiny, tiny_synthps
 
@@ -140,6 +144,9 @@ def test_qc_oc_checkpoints_differ_only_by_the_bridge():
 def test_cascade_stages_have_independent_weights():
     model = _build(tiny_spnet_cfg("oc", cascade_steps=2, shared=False))
     stages = model.cascade.stages
+    # OC: stage 0's x_a comes from the Anchor Embedder, so it has no detection Box Embedder; QC has one
+    assert stages[0].box_embedder is None and model.cascade.first_detection_stage == 1
+    assert _build(tiny_spnet_cfg("qc", cascade_steps=2, shared=False)).cascade.first_detection_stage == 0
     pointers = [{p.data_ptr() for p in stage.parameters()} for stage in stages]
     assert all(pointers) and not (pointers[0] & pointers[1] or pointers[1] & pointers[2] or pointers[0] & pointers[2])
     reid = {p.data_ptr() for p in model.reid_embedder.parameters()}
@@ -287,9 +294,23 @@ def test_spnet_configs_merge(config_file):
     if config_file.name in table2:
         node = cfg.PS.SPNET
         assert (node.CASCADE_STEPS, node.SHARED_HEADS, cfg.PS.REID.EMBED_DIM) == table2[config_file.name]
+    convnext_drop_path = {"convnext_tiny": 0.1, "convnext_base": 0.5}  # authors' (torchvision's) defaults
+    if cfg.MODEL.BACKBONE.NAME == "build_spnet_timm_fpn_backbone" and cfg.PS.BACKBONE.NAME in convnext_drop_path:
+        assert cfg.PS.BACKBONE.DROP_PATH_RATE == convnext_drop_path[cfg.PS.BACKBONE.NAME]
     if "pretrain" in config_file.name:
         assert (cfg.PS.SOLVER.BACKBONE_BASE_LR, cfg.PS.SOLVER.BACKBONE_WEIGHT_DECAY) == (1e-5, 0.0)
         assert (cfg.SOLVER.BASE_LR, cfg.SOLVER.WEIGHT_DECAY) == (1e-4, 1e-3)
+
+
+def test_stochastic_depth_reaches_the_configured_rate_in_the_last_block():
+    cfg = get_ps_cfg()
+    cfg.merge_from_file(str(QUICK_SCHEDULES / "spnet_tiny_qc_synthps.yaml"))
+    cfg.PS.BACKBONE.DROP_PATH_RATE = 0.3
+    body = build_backbone(cfg).bottom_up.body
+    rates = [m.drop_prob for m in body.modules() if isinstance(m, DropPath)]
+    assert len(rates) > 4 and max(rates) == pytest.approx(0.3) and rates == sorted(rates)
+    cfg.PS.BACKBONE.DROP_PATH_RATE = 0.0
+    assert not any(isinstance(m, DropPath) for m in build_backbone(cfg).modules())
 
 
 def test_tiny_synthps_config_builds_and_trains_one_step():
@@ -364,3 +385,73 @@ def test_qc_pretraining_then_oc_finetuning_end_to_end(tmp_path):
     batch = [view for record in _two_view_batch() for view in record["views"]]
     oc_history = _train(oc_model, batch, steps=12)
     assert sum(oc_history[-3:]) < 0.8 * sum(oc_history[:3]), oc_history
+
+
+def test_box_embedder_heads_take_the_imagenet_layer4_given_as_model_weights(tmp_path):
+    """spnet_l_r50.yaml: MODEL.WEIGHTS is a converted torchvision R50 (tools/convert_pretrained.py's
+    code on a random torchvision resnet50); after loading, the re-id and detection Box Embedder heads
+    equal its layer4, as the backbone's res5 does."""
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    source = torchvision.models.resnet50()
+    torch.save(source.state_dict(), tmp_path / "resnet50.pth")
+    convert_file("torchvision-resnet", str(tmp_path / "resnet50.pth"), str(tmp_path / "r50.pth"))
+    cfg = get_ps_cfg()
+    cfg.merge_from_file(str(CONFIGS / "spnet_l_r50.yaml"))
+    cfg.MODEL.DEVICE = "cpu"
+    cfg.PS.SPNET.CASCADE_STEPS = 1
+    cfg.PS.REID.NUM_PIDS = 8
+    model = _build(cfg)
+    DetectionCheckpointer(model).load(str(tmp_path / "r50.pth"))
+    layer4 = {f"{block}.{name}": tensor for block, name, tensor in _torchvision_layer4(source)}
+    heads = {"backbone.bottom_up.res5": model.backbone.bottom_up.res5, "reid_embedder.head": model.reid_embedder.head,
+             "cascade.stages.1.box_embedder.head": model.cascade.stages[1].box_embedder.head}
+    assert model.cascade.stages[0].box_embedder is None
+    for where, head in heads.items():
+        state = head.state_dict()
+        for key, expected in layer4.items():
+            assert torch.equal(state[key], expected), (where, key)
+
+
+def _torchvision_layer4(resnet):
+    """(block, Detectron2 name, tensor) of torchvision layer4's convolutions and BatchNorm statistics."""
+    for i, block in enumerate(resnet.layer4):
+        for j in (1, 2, 3):
+            conv, bn = getattr(block, f"conv{j}"), getattr(block, f"bn{j}")
+            yield i, f"conv{j}.weight", conv.weight.detach()
+            yield i, f"conv{j}.norm.running_mean", bn.running_mean
+            yield i, f"conv{j}.norm.weight", bn.weight.detach()
+        if block.downsample is not None:
+            yield i, "shortcut.weight", block.downsample[0].weight.detach()
+
+
+def test_convnext_box_embedder_head_takes_a_loaded_backbone_checkpoint(tmp_path):
+    """A backbone-only checkpoint (timm ConvNeXt names) given as MODEL.WEIGHTS also reaches the
+    Box Embedder head copied from ConvNeXt's last stage."""
+    cfg = get_ps_cfg()
+    cfg.merge_from_file(str(QUICK_SCHEDULES / "spnet_tiny_qc_synthps.yaml"))
+    model = _build(cfg)
+    backbone_only = {k: v + 1.0 for k, v in model.state_dict().items()
+                     if k.startswith("backbone.") and v.is_floating_point()}
+    torch.save({"model": backbone_only}, tmp_path / "convnext.pth")
+    DetectionCheckpointer(model).load(str(tmp_path / "convnext.pth"))
+    stage = model.backbone.bottom_up.body.stages[-1].state_dict()
+    head = model.reid_embedder.head.state_dict()
+    assert set(head) == set(stage) and all(torch.equal(head[k], stage[k]) for k in stage)
+    assert torch.equal(stage["blocks.0.conv_dw.weight"], backbone_only["backbone.bottom_up.body.stages.3.blocks.0.conv_dw.weight"])
+
+
+@pytest.mark.parametrize("weights,random_init,warns", [("", False, True), ("", True, False), ("w.pth", False, False)])
+def test_random_backbone_init_warns_unless_meant(caplog, weights, random_init, warns):
+    cfg = tiny_spnet_cfg()
+    cfg.MODEL.WEIGHTS, cfg.PS.SPNET.RANDOM_INIT = weights, random_init
+    with caplog.at_level(logging.WARNING, logger="ps_plugin.modeling.spnet.meta_arch"):
+        warn_random_init(cfg)
+    assert any("RANDOM init" in r.getMessage() and "PS.SPNET.RANDOM_INIT" in r.getMessage()
+               for r in caplog.records) == warns
+
+
+def test_coco_persons_pretraining_keeps_only_images_with_persons():
+    cfg = get_ps_cfg()
+    cfg.merge_from_file(str(CONFIGS / "spnet_pretrain_qc.yaml"))
+    assert cfg.PS.DATA.FILTER_EMPTY and cfg.DATASETS.TRAIN == ("coco_persons_train",)

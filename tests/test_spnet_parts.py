@@ -1,13 +1,25 @@
-"""SPNet parts on constructed inputs: SP Block, anchor matching, pair sampling, MoCo, PT-Rep filling."""
+"""SPNet parts on constructed inputs: SP Block, anchor matching, loss normalisation, the anchor prior,
+pair sampling, MoCo, PT-Rep filling."""
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
 from detectron2.structures import Boxes, Instances
 
 from ps_plugin.config import get_ps_cfg
+from ps_plugin.modeling.spnet.box_detector import box_class_loss
 from ps_plugin.modeling.spnet.checkpoint import fill_missing_stage_weights
 from ps_plugin.modeling.spnet.config import add_spnet_config
-from ps_plugin.modeling.spnet.matching import anchor_focal_loss, build_anchor_matcher, match_boxes, sample_balanced
+from ps_plugin.modeling.spnet.embedders import AnchorEmbedder, BoxEmbedder
+from ps_plugin.modeling.spnet.fixed_norm import BatchNormLogits, FixedNormLogits, anchor_bias_value
+from ps_plugin.modeling.spnet.matching import (
+    anchor_focal_loss,
+    build_anchor_matcher,
+    hard_qc_anchors,
+    match_boxes,
+    sample_balanced,
+)
 from ps_plugin.modeling.spnet.moco import MomentumContrast, positive_centroids
 from ps_plugin.modeling.spnet.pair_sampling import box_identity_labels, pair_group, sample_query_pairs
 from ps_plugin.modeling.spnet.swap_path import SwapPathBlock
@@ -61,8 +73,57 @@ def test_balanced_sampling_and_focal_loss_normalisation():
     logits = torch.zeros(115)
     # focal loss at p = 0.5 with alpha 0.5, gamma 1: 0.5 * 0.5 * log 2 per anchor
     per_anchor = 0.25 * torch.log(torch.tensor(2.0))
-    assert float(anchor_focal_loss(logits, labels)) == pytest.approx(float(per_anchor))
-    assert float(anchor_focal_loss(logits, labels, normalization="num_pos")) == pytest.approx(float(per_anchor) * 11)
+    assert float(anchor_focal_loss(logits, labels, normalization="mean")) == pytest.approx(float(per_anchor))
+    assert float(anchor_focal_loss(logits, labels)) == pytest.approx(float(per_anchor) * 11)
+
+
+def test_focal_and_class_losses_by_positives_by_hand():
+    """Default normalisation (authors' code): the sum over non-ignored boxes / number of positives."""
+    logits = torch.tensor([2.0, -1.0, 0.0, 3.0, 1.0])
+    labels = torch.tensor([1, 0, -1, 0, 1])
+    p = [1 / (1 + math.exp(-z)) for z in (2.0, -1.0, 3.0, 1.0)]
+    # alpha 0.5, gamma 1: positive 0.5 (1 - p) (-log p), negative 0.5 p (-log(1 - p)); 2 positives
+    focal = 0.5 * ((1 - p[0]) * -math.log(p[0]) + p[1] * -math.log(1 - p[1]) + p[2] * -math.log(1 - p[2])
+                   + (1 - p[3]) * -math.log(p[3]))
+    assert float(anchor_focal_loss(logits, labels)) == pytest.approx(focal / 2, rel=1e-6)
+    assert float(anchor_focal_loss(logits, labels, normalization="mean")) == pytest.approx(focal / 4, rel=1e-6)
+    valid = labels >= 0
+    bce = -(math.log(p[0]) + math.log(1 - p[1]) + math.log(1 - p[2]) + math.log(p[3]))
+    assert float(box_class_loss(logits[valid], labels[valid])) == pytest.approx(bce / 2, rel=1e-6)
+    assert float(box_class_loss(logits[valid], labels[valid], "mean")) == pytest.approx(bce / 4, rel=1e-6)
+    # no positive: divided by 1, and an empty input is a zero loss
+    assert float(box_class_loss(logits[1:2], labels[1:2])) == pytest.approx(-math.log(1 - p[1]), rel=1e-6)
+    assert float(box_class_loss(logits[:0], labels[:0])) == 0.0
+
+
+@pytest.mark.parametrize("prior", [0.01, 0.1])
+def test_anchor_prior_starts_every_anchor_at_pi(prior):
+    """ANCHOR_BIAS_INIT "prior_score": at initialisation every OC anchor's score is ~pi (d = 128)."""
+    logits_layer = FixedNormLogits(128)
+    bias = anchor_bias_value("prior_score", prior, logits_layer)
+    torch.manual_seed(0)
+    embedder = AnchorEmbedder(32, 9, 128, bias)
+    block = SwapPathBlock(128, "oc")
+    features = [torch.randn(2, 32, 8, 8), torch.randn(2, 32, 4, 4)]
+    with torch.no_grad():
+        scores = torch.sigmoid(logits_layer(block(embedder(features))))
+    assert scores.shape == (2, 9 * 80)
+    assert float(scores.mean()) == pytest.approx(prior, rel=0.25)  # the N(0, 0.01) weights add a little norm
+    assert float(scores.max()) < 2 * prior
+    assert anchor_bias_value("prior_channel", 0.01, logits_layer) == pytest.approx(-math.log(99))
+    zero_bias = AnchorEmbedder(32, 9, 128, anchor_bias_value("zeros", prior, logits_layer))
+    assert float(torch.sigmoid(logits_layer(block(zero_bias(features)))).min()) > 0.99
+
+
+def test_batch_norm_logits_take_the_prior_in_their_shift():
+    logits_layer = BatchNormLogits(128)
+    assert anchor_bias_value("prior_score", 0.01, logits_layer) == 0.0
+    norms = torch.rand(1000) * 5 + 10
+    assert float(torch.sigmoid(logits_layer.from_norm(norms)).mean()) == pytest.approx(0.01, abs=0.01)
+    with pytest.raises(ValueError, match="ANCHOR_BIAS_INIT"):
+        anchor_bias_value("retinanet", 0.01, logits_layer)
+    with pytest.raises(ValueError, match="ANCHOR_PRIOR_PROB"):
+        anchor_bias_value("prior_score", 1.0, logits_layer)
 
 
 def _view(image_id, box_ids, pids):
@@ -165,6 +226,9 @@ def test_fill_missing_stage_weights_pt_rep_and_shared_into_separate():
     }
     pt = fill_missing_stage_weights(dict(checkpoint), model_state, replicate=False)
     assert pt == []
+    # OC with separate heads has no stage-0 detection Box Embedder: plain PT fills stage 1's
+    pt = fill_missing_stage_weights(dict(checkpoint), model_state, replicate=False, first_detection_stage=1)
+    assert pt == [("cascade.stages.1.box_embedder.head.w", "reid_embedder.head.w")]
     filled = fill_missing_stage_weights(checkpoint, model_state, replicate=True)
     assert dict(filled) == {
         "cascade.stages.1.box_detector.w": "cascade.stages.0.box_detector.w",
@@ -172,3 +236,35 @@ def test_fill_missing_stage_weights_pt_rep_and_shared_into_separate():
     }
     assert torch.equal(checkpoint["cascade.stages.1.box_detector.w"], torch.ones(2))
     assert "cascade.stages.1.sp_block.bridge.weight" not in checkpoint  # QC checkpoint: bridge keeps init
+
+
+def test_hard_qc_anchors_by_hand():
+    """Authors' 'posneg' choice with K = 4: 2 highest-GIoU anchors, then the 2 first (by index) of the
+    4 smallest-norm anchors not taken; without the target the 4 smallest-norm anchors."""
+    anchors = torch.tensor([[0.0, 0.0, 10.0, 10.0], [1.0, 1.0, 11.0, 11.0], [50.0, 50.0, 60.0, 60.0],
+                            [0.0, 0.0, 9.0, 9.0], [30.0, 30.0, 40.0, 40.0], [70.0, 70.0, 80.0, 80.0],
+                            [20.0, 0.0, 30.0, 10.0]])
+    target = torch.tensor([[0.0, 0.0, 10.0, 10.0]])
+    norms = torch.tensor([5.0, 0.5, 0.1, 9.0, 0.3, 0.2, 7.0])
+    # GIoU ranks anchors 0 (1.0) and 3 (0.81) first; smallest norms: 2, 5, 4, 1 -> not taken, in index order: 1, 2
+    assert hard_qc_anchors(anchors, target, norms, 4).tolist() == [0, 3, 1, 2]
+    assert sorted(hard_qc_anchors(anchors, target[:0], norms, 4).tolist()) == [1, 2, 4, 5]
+
+
+def test_checkpointed_box_embedder_head_gives_the_same_output_and_gradients():
+    torch.manual_seed(0)
+    head = torch.nn.Sequential(torch.nn.Conv2d(8, 16, 3, stride=2, padding=1), torch.nn.ReLU())
+    embedder = BoxEmbedder(in_feature="p3", stride=8, pooler_resolution=6, sampling_ratio=2, head=head,
+                           in_channels=8, head_channels=16, dim=8, split_projection=True)
+    features = torch.randn(1, 8, 12, 12, requires_grad=True)
+    boxes = [torch.tensor([[0.0, 0.0, 40.0, 80.0], [10.0, 5.0, 60.0, 90.0], [30.0, 30.0, 90.0, 90.0]])]
+    results = []
+    for chunk in (0, 2):
+        embedder.checkpoint_chunk = chunk
+        features.grad = None
+        embedder.zero_grad()
+        out = embedder({"p3": features}, boxes)
+        out.pow(2).sum().backward()
+        results.append((out.detach(), features.grad.clone(), head[0].weight.grad.clone()))
+    for plain, checkpointed in zip(*results):
+        assert torch.allclose(plain, checkpointed, rtol=1e-5, atol=1e-5)  # summation order only

@@ -1,6 +1,7 @@
 """PersonSearchTrainer and tools/train_net.py on a tiny SynthPS: the NaN guard, images and batches
 without (labeled) people, a wrong MODEL.WEIGHTS path, and --eval-only on a saved checkpoint."""
 import importlib.util
+import logging
 import os
 
 import pytest
@@ -156,3 +157,14 @@ def test_short_synthps_training_lowers_the_loss(synthps_root, tmp_path):
     assert len(totals) == 40
     first, last = sum(totals[:8]) / 8, sum(totals[-8:]) / 8
     assert last < 0.7 * first, (first, last)
+
+
+def test_an_amp_config_trains_in_float32_on_cpu_after_one_warning(synthps_root, tmp_path, caplog):
+    cfg = tiny_train_cfg(synthps_root, "tiny_amp", tmp_path, MAX_ITER=2)
+    cfg.SOLVER.AMP.ENABLED = True  # as in Base-SPNet.yaml (GPU recipe)
+    with caplog.at_level(logging.WARNING, logger="ps_plugin.engine.trainer"):
+        trainer = build_trainer(cfg)
+        trainer.train()
+    assert trainer.iter == 2 and type(trainer._trainer).__name__ == "FiniteLossTrainer"
+    warnings = [r.getMessage() for r in caplog.records if "SOLVER.AMP.ENABLED" in r.getMessage()]
+    assert len(warnings) == 1 and "float32" in warnings[0]

@@ -19,3 +19,6 @@ def add_backbone_config(cfg):
     _C.PS.BACKBONE.WEIGHTS = ""
     # Replace BatchNorm by frozen BatchNorm (Detectron2's FrozenBN convention for small batches).
     _C.PS.BACKBONE.FREEZE_BN = True
+    # Stochastic depth (drop-path rate, timm's drop_path_rate) while training: 0 off. SPNet's
+    # ConvNeXt backbones keep torchvision's defaults, 0.1 for ConvNeXt-T and 0.5 for ConvNeXt-B.
+    _C.PS.BACKBONE.DROP_PATH_RATE = 0.0

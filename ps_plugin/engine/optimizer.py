@@ -29,12 +29,26 @@ def with_gradient_clipping(cfg, optim_cls):
     return maybe_add_gradient_clipping(cfg, optim_cls)
 
 
-def _backbone_and_head_params(model):
+BACKBONE_GROUPS = ("backbone", "bottom_up")
+
+
+def backbone_prefix(model, group):
+    """Parameter-name prefix of the backbone LR / WD group (PS.SOLVER.BACKBONE_GROUP): "backbone." or,
+    for "bottom_up" with an FPN backbone, "backbone.bottom_up." (the FPN then counts as post-backbone)."""
+    if group not in BACKBONE_GROUPS:
+        raise ValueError(f"PS.SOLVER.BACKBONE_GROUP={group!r}: use one of {BACKBONE_GROUPS}")
+    if group == "bottom_up" and hasattr(getattr(model, "backbone", None), "bottom_up"):
+        return "backbone.bottom_up."
+    return "backbone."
+
+
+def _backbone_and_head_params(model, group="backbone"):
     """Split trainable parameters into (backbone, rest); norm and bias params get WEIGHT_DECAY_NORM/BIAS."""
+    prefix = backbone_prefix(model, group)
     backbone, head = [], []
     for name, param in model.named_parameters():
         if param.requires_grad:
-            (backbone if name.startswith("backbone.") else head).append((name, param))
+            (backbone if name.startswith(prefix) else head).append((name, param))
     return backbone, head
 
 
@@ -50,12 +64,13 @@ def _param_groups(named_params, lr, weight_decay, weight_decay_no_decay):
 
 
 def build_person_search_optimizer(cfg, model):
-    """Optimizer from cfg.PS.SOLVER: backbone LR/WD (PS.SOLVER.BACKBONE_*) vs post-backbone (SOLVER.*)."""
+    """Optimizer from cfg.PS.SOLVER: backbone LR/WD (PS.SOLVER.BACKBONE_*, on PS.SOLVER.BACKBONE_GROUP)
+    vs post-backbone (SOLVER.*)."""
     base_lr, base_wd = cfg.SOLVER.BASE_LR, cfg.SOLVER.WEIGHT_DECAY
     norm_wd = cfg.SOLVER.WEIGHT_DECAY_NORM
     bb_lr = cfg.PS.SOLVER.BACKBONE_BASE_LR if cfg.PS.SOLVER.BACKBONE_BASE_LR >= 0 else base_lr
     bb_wd = cfg.PS.SOLVER.BACKBONE_WEIGHT_DECAY if cfg.PS.SOLVER.BACKBONE_WEIGHT_DECAY >= 0 else base_wd
-    backbone, head = _backbone_and_head_params(model)
+    backbone, head = _backbone_and_head_params(model, cfg.PS.SOLVER.BACKBONE_GROUP)
     groups = _param_groups(backbone, bb_lr, bb_wd, min(bb_wd, norm_wd)) + _param_groups(head, base_lr, base_wd, norm_wd)
     name = cfg.PS.SOLVER.OPTIMIZER.lower()
     if name == "sgd":

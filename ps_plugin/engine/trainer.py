@@ -51,6 +51,18 @@ def group_test_datasets(names):
     return groups
 
 
+def use_amp(cfg):
+    """SOLVER.AMP.ENABLED on a CUDA device. Without CUDA (Detectron2's AMPTrainer needs it) training
+    runs in float32 after one warning, so a GPU config also trains with MODEL.DEVICE cpu."""
+    if not cfg.SOLVER.AMP.ENABLED:
+        return False
+    if cfg.MODEL.DEVICE.startswith("cuda") and torch.cuda.is_available():
+        return True
+    logger.warning(f"SOLVER.AMP.ENABLED needs CUDA; MODEL.DEVICE is {cfg.MODEL.DEVICE!r} "
+                   f"(CUDA available: {torch.cuda.is_available()}): training in float32.")
+    return False
+
+
 def _stream_seed(cfg):
     if cfg.PS.SOLVER.STREAM_SEED >= 0:
         return cfg.PS.SOLVER.STREAM_SEED
@@ -91,7 +103,7 @@ class PersonSearchTrainer(DefaultTrainer):
         data_loader = self.build_train_loader(cfg, records=self.train_records)
         device_ids = [comm.get_local_rank()] if cfg.MODEL.DEVICE.startswith("cuda") else None
         model = create_ddp_model(model, broadcast_buffers=False, device_ids=device_ids)
-        trainer_cls = FiniteLossAMPTrainer if cfg.SOLVER.AMP.ENABLED else FiniteLossTrainer
+        trainer_cls = FiniteLossAMPTrainer if use_amp(cfg) else FiniteLossTrainer
         self._trainer = trainer_cls(model, data_loader, optimizer)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
         self.checkpointer = PersonSearchCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self),

@@ -32,9 +32,10 @@ class TimmBackbone(Backbone):
     parameter names (what tools/convert_pretrained.py writes).
     """
 
-    def __init__(self, model_name, out_features, in_channels=3, freeze_bn=True):
+    def __init__(self, model_name, out_features, in_channels=3, freeze_bn=True, drop_path_rate=0.0):
         super().__init__()
-        body = timm.create_model(model_name, pretrained=False, in_chans=in_channels, **_family_kwargs(model_name))
+        kwargs = dict(_family_kwargs(model_name), **({"drop_path_rate": drop_path_rate} if drop_path_rate else {}))
+        body = timm.create_model(model_name, pretrained=False, in_chans=in_channels, **kwargs)
         by_name = {f"res{int(math.log2(info['reduction']))}": (i, info) for i, info in enumerate(body.feature_info)}
         unknown = [name for name in out_features if name not in by_name]
         if unknown:
@@ -87,7 +88,8 @@ def load_timm_weights(body, path):
 
 @BACKBONE_REGISTRY.register()
 def build_timm_backbone(cfg, input_shape):
-    """MODEL.BACKBONE.NAME = "build_timm_backbone": cfg.PS.BACKBONE.{NAME, OUT_FEATURES, FPN, WEIGHTS, FREEZE_BN}.
+    """MODEL.BACKBONE.NAME = "build_timm_backbone": cfg.PS.BACKBONE.{NAME, OUT_FEATURES, FPN, WEIGHTS, FREEZE_BN,
+    DROP_PATH_RATE}.
 
     With FPN: outputs p2..p6 (MODEL.FPN.OUT_CHANNELS channels), else the resN maps.
     """
@@ -96,6 +98,7 @@ def build_timm_backbone(cfg, input_shape):
         cfg.PS.BACKBONE.OUT_FEATURES,
         in_channels=input_shape.channels,
         freeze_bn=cfg.PS.BACKBONE.FREEZE_BN,
+        drop_path_rate=cfg.PS.BACKBONE.DROP_PATH_RATE,
     )
     if cfg.PS.BACKBONE.WEIGHTS:
         load_timm_weights(bottom_up.body, cfg.PS.BACKBONE.WEIGHTS)

@@ -15,7 +15,7 @@ def build_spnet_timm_fpn_backbone(cfg, input_shape):
     """
     bottom_up = TimmBackbone(
         cfg.PS.BACKBONE.NAME, cfg.PS.BACKBONE.OUT_FEATURES, in_channels=input_shape.channels,
-        freeze_bn=cfg.PS.BACKBONE.FREEZE_BN,
+        freeze_bn=cfg.PS.BACKBONE.FREEZE_BN, drop_path_rate=cfg.PS.BACKBONE.DROP_PATH_RATE,
     )
     if cfg.PS.BACKBONE.WEIGHTS:
         load_timm_weights(bottom_up.body, cfg.PS.BACKBONE.WEIGHTS)

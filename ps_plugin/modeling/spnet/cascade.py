@@ -26,7 +26,9 @@ class SPNetCascade(nn.Module):
     Embedder where the config shares it (see `box_embedder`).
 
     State-dict keys: `stages.{t}.sp_block.bridge.*` (OC only), `stages.{t}.box_detector.*`,
-    `stages.{t}.box_embedder.*` (stages with their own embedder).
+    `stages.{t}.box_embedder.*` (stages with their own embedder). With separate heads, stage 0 has
+    a detection Box Embedder only in QC (for x_q^det): in OC its x_a comes from the Anchor Embedder,
+    and an unused module would stop DDP (no gradient) and catch plain-PT weights.
     """
 
     def __init__(self, stages):
@@ -42,6 +44,12 @@ class SPNetCascade(nn.Module):
         own = self.stages[stage].box_embedder
         return own if own is not None else reid_embedder
 
+    @property
+    def first_detection_stage(self):
+        """Index of the first stage with a detection Box Embedder (separate heads), or None."""
+        return next((t for t, s in enumerate(self.stages)
+                     if s.box_embedder is not None and not s.box_embedder.split_projection), None)
+
     @classmethod
     def from_config(cls, cfg, backbone):
         node = cfg.PS.SPNET
@@ -49,7 +57,7 @@ class SPNetCascade(nn.Module):
         stages = []
         for t in range(node.CASCADE_STEPS + 1):
             embedder = None
-            if not node.SHARED_HEADS:
+            if not node.SHARED_HEADS and (t > 0 or node.MODE == "qc"):
                 embedder = build_box_embedder(cfg, backbone, dim, split_projection=False)
             elif t > 0 and not node.CASCADE_SHARE_BOX_EMBEDDER:
                 embedder = build_box_embedder(cfg, backbone, dim, split_projection=True)

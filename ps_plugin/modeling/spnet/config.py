@@ -27,6 +27,12 @@ def add_spnet_model_config(cfg):
     _C.PS.SPNET.CASCADE_SHARE_BOX_EMBEDDER = False
     # Bridge Layer g_phi initialisation: "zeros" (authors' code: x_o = -x_a at start) or "default".
     _C.PS.SPNET.BRIDGE_INIT = "zeros"
+    # Anchor Embedder bias (fixed_norm.anchor_bias_value): "prior_score" starts every anchor at
+    # score ANCHOR_PRIOR_PROB = pi (RetinaNet's prior, bias -log((1 - pi) / pi) on the logit);
+    # "prior_channel" puts -log((1 - pi) / pi) on every bias channel (authors' code, -log 99);
+    # "zeros" starts every anchor at score ~1 under FixedNorm.
+    _C.PS.SPNET.ANCHOR_BIAS_INIT = "prior_score"
+    _C.PS.SPNET.ANCHOR_PRIOR_PROB = 0.01
     add_spnet_box_embedder_config(cfg)
     add_spnet_logits_config(cfg)
 
@@ -44,6 +50,10 @@ def add_spnet_box_embedder_config(cfg):
     _C.PS.SPNET.BOX_EMBEDDER.HEAD = "last_stage"
     # Channels of the "conv" head.
     _C.PS.SPNET.BOX_EMBEDDER.CONV_DIM = 256
+    # Activation checkpointing of the head in training, on chunks of this many RoIs (0: off, as the
+    # authors). A copied ConvNeXt-B stage keeps ~10 MB of activations per RoI, and SPNet-L's cascade
+    # runs it on every sampled box of each stage (docs/BENCHMARKS.md, SPNet training memory).
+    _C.PS.SPNET.BOX_EMBEDDER.CHECKPOINT_CHUNK = 0
 
 
 def add_spnet_logits_config(cfg):
@@ -67,10 +77,11 @@ def add_spnet_training_config(cfg):
     # Focal loss on anchor logits z_a (Sec. 3.3).
     _C.PS.SPNET.TRAIN.FOCAL_ALPHA = 0.5
     _C.PS.SPNET.TRAIN.FOCAL_GAMMA = 1.0
-    # Normalisation of the anchor and class losses: "mean" (paper: averaged over all anchors /
-    # predicted boxes) or "num_pos" (authors' code: summed / number of positives).
-    _C.PS.SPNET.TRAIN.ANCHOR_LOSS_NORM = "mean"
-    _C.PS.SPNET.TRAIN.CLS_LOSS_NORM = "mean"
+    # Normalisation of the anchor and class losses: "num_pos" (authors' code: summed / number of
+    # positives of the batch, all-reduced over ranks) or "mean" (the paper's wording: averaged over
+    # all anchors / predicted boxes; with ~1e6 anchors L_anc is then ~1000x weaker).
+    _C.PS.SPNET.TRAIN.ANCHOR_LOSS_NORM = "num_pos"
+    _C.PS.SPNET.TRAIN.CLS_LOSS_NORM = "num_pos"
     # Class loss L_cls on the stage-0 box predictions too (the paper's sum runs t = 1..T+1);
     # the authors' code has it only from stage 1 (stage 0's score equals the anchor score).
     _C.PS.SPNET.TRAIN.STAGE0_CLS_LOSS = True
@@ -81,6 +92,10 @@ def add_spnet_training_config(cfg):
     # QC query-image pairs per batch (supplementary Sec. 8); anchors per pair =
     # NUM_SAMPLED_ANCHORS // QC_PAIRS_PER_BATCH (64).
     _C.PS.SPNET.TRAIN.QC_PAIRS_PER_BATCH = 32
+    # Anchors of a QC pair (matching.hard_qc_anchors): "hard" (authors' code: the K/2 highest-GIoU
+    # anchors plus the hardest, smallest-||x_o||, ones; only the hardest when the query is absent) or
+    # "random" (balanced random sample with POSITIVE_FRACTION).
+    _C.PS.SPNET.TRAIN.QC_ANCHOR_CHOICE = "hard"
     # Predicted boxes with IoU >= this to a GT box join the re-id loss (Sec. 3.3).
     _C.PS.SPNET.TRAIN.REID_IOU_THRESH = 0.7
     # Identity of a GT box: "pid" (gt_pids; unlabeled boxes fall back to their box) or "box"
@@ -122,6 +137,9 @@ def add_spnet_inference_config(cfg):
 def add_spnet_loading_config(cfg):
     """Loading a pre-trained SPNet into a (larger) fine-tuning model (supplementary Sec. 9.2)."""
     _C = cfg
+    # Without PS.BACKBONE.WEIGHTS and MODEL.WEIGHTS the backbone starts from random init, which no
+    # SPNet result uses: the model warns loudly at build unless this says random init is meant.
+    _C.PS.SPNET.RANDOM_INIT = False
     # PT-Rep (Fig. 8): stage-0 weights (Bridge, Box Detector, detection Box Embedder) fill every
     # cascade stage the checkpoint lacks. False: those stages keep their random init (PT).
     _C.PS.SPNET.LOAD_REPLICATE = True

@@ -3,6 +3,7 @@ import copy
 
 import torch
 from detectron2.modeling.poolers import ROIPooler
+from torch.utils.checkpoint import checkpoint
 from detectron2.structures import Boxes
 from torch import nn
 
@@ -13,16 +14,17 @@ class AnchorEmbedder(nn.Module):
     """Initial anchor embeddings x_a^0: one 3x3 conv C -> A*d shared across FPN levels.
 
     forward: list of L maps [B, C, H_l, W_l] -> [B, sum_l H_l*W_l*A, d], ordered level, y, x,
-    anchor: the order of Detectron2's DefaultAnchorGenerator.
+    anchor: the order of Detectron2's DefaultAnchorGenerator. Weights start ~N(0, 0.01), every bias
+    channel at `bias` (fixed_norm.anchor_bias_value: the prior that starts anchors as background).
     """
 
-    def __init__(self, in_channels, num_anchors, dim):
+    def __init__(self, in_channels, num_anchors, dim, bias=0.0):
         super().__init__()
         self.num_anchors = num_anchors
         self.dim = dim
         self.conv = nn.Conv2d(in_channels, num_anchors * dim, kernel_size=3, padding=1)
         nn.init.normal_(self.conv.weight, std=0.01)
-        nn.init.zeros_(self.conv.bias)
+        nn.init.constant_(self.conv.bias, bias)
 
     def forward(self, features):
         per_level = []
@@ -69,10 +71,23 @@ def _conv_head(in_channels, conv_dim):
     )
 
 
+def backbone_tensor_names(backbone, stage):
+    """{key in `stage`'s state dict: key of the same tensor in `backbone`'s state dict}."""
+    names = {id(t): name for name, t in backbone.state_dict(keep_vars=True).items()}
+    return {key: names[id(t)] for key, t in stage.state_dict(keep_vars=True).items()}
+
+
 def build_box_head(kind, backbone, in_channels, conv_dim, resolution):
-    """The conv head on RoI features: ("last_stage" | "conv") -> (module, output channels)."""
+    """The conv head on RoI features: ("last_stage" | "conv") -> (module, output channels, source).
+
+    source: {head state-dict key: backbone state-dict key it was copied from} ({} for "conv"), so that
+    weights loaded into the backbone later (MODEL.WEIGHTS) can be copied into the head as well.
+    """
+    source = {}
     if kind == "last_stage":
-        head = copy.deepcopy(_bottom_up_last_stage(backbone))
+        stage = _bottom_up_last_stage(backbone)
+        source = backbone_tensor_names(backbone, stage)
+        head = copy.deepcopy(stage)
     elif kind == "conv":
         head = _conv_head(in_channels, conv_dim)
     else:
@@ -89,7 +104,7 @@ def build_box_head(kind, backbone, in_channels, conv_dim, resolution):
             "512 ConvNeXt-B, 1024 ResNet-50, 96 MobileNetV2)."
         ) from e
     head.train(was_training)
-    return head, out_channels
+    return head, out_channels, source
 
 
 class BoxEmbedder(nn.Module):
@@ -99,12 +114,15 @@ class BoxEmbedder(nn.Module):
     and the head output, project each to dim/2 (Linear + BatchNorm1d without affine), concatenate.
     Detection form (separate heads, x^det): max-pool of the head output, Linear without bias.
     forward: features {name: [B, C, H, W]}, boxes list of B Boxes/[N_i, 4] tensors -> [sum N_i, dim]
-    (not L2-normalised).
+    (not L2-normalised). `checkpoint_chunk`: see `_pooled_head`. `head_source` {head key: backbone key}: where the head's tensors come from
+    in the backbone (copied stage; checkpoint.py refills them when the backbone's weights load).
     """
 
     def __init__(self, *, in_feature, stride, pooler_resolution, sampling_ratio, head, in_channels,
-                 head_channels, dim, split_projection):
+                 head_channels, dim, split_projection, head_source=None, checkpoint_chunk=0):
         super().__init__()
+        self.head_source = dict(head_source or {})
+        self.checkpoint_chunk = checkpoint_chunk
         self.in_feature = in_feature
         self.dim = dim
         self.pooler = ROIPooler(
@@ -123,6 +141,17 @@ class BoxEmbedder(nn.Module):
         else:
             self.output_projection = self._projection(head_channels, dim, bias=False)
 
+    def _pooled_head(self, rois):
+        """Max-pooled head output [N, C_head] of RoI features [N, C, R, R]. With `checkpoint_chunk` > 0
+        in training, the head runs on chunks of that many RoIs under activation checkpointing: only
+        the pooled outputs are kept and each chunk is recomputed in backward (same gradients)."""
+        if not (self.checkpoint_chunk > 0 and self.training and rois.requires_grad):
+            return self.head(rois).amax(dim=(2, 3))
+        return torch.cat([
+            checkpoint(lambda x: self.head(x).amax(dim=(2, 3)), chunk, use_reentrant=False)
+            for chunk in rois.split(self.checkpoint_chunk)
+        ])
+
     @staticmethod
     def _projection(in_channels, out_channels, bias):
         linear = nn.Linear(in_channels, out_channels, bias=bias)
@@ -133,7 +162,7 @@ class BoxEmbedder(nn.Module):
 
     def forward(self, features, boxes):
         rois = self.pooler([features[self.in_feature]], [_as_boxes(b) for b in boxes])
-        pooled_out = self.head(rois).amax(dim=(2, 3))
+        pooled_out = self._pooled_head(rois)
         if not self.split_projection:
             return self.output_projection(pooled_out)
         pooled_in = rois.amax(dim=(2, 3))
@@ -157,9 +186,11 @@ def build_box_embedder(cfg, backbone, dim, split_projection):
             f"PS.SPNET.BOX_EMBEDDER.IN_FEATURE={node.IN_FEATURE!r} is not a backbone output {sorted(shape)}"
         )
     in_channels = shape[node.IN_FEATURE].channels
-    head, head_channels = build_box_head(node.HEAD, backbone, in_channels, node.CONV_DIM, node.POOLER_RESOLUTION)
+    head, head_channels, source = build_box_head(node.HEAD, backbone, in_channels, node.CONV_DIM,
+                                                 node.POOLER_RESOLUTION)
     return BoxEmbedder(
         in_feature=node.IN_FEATURE, stride=shape[node.IN_FEATURE].stride,
         pooler_resolution=node.POOLER_RESOLUTION, sampling_ratio=node.POOLER_SAMPLING_RATIO, head=head,
         in_channels=in_channels, head_channels=head_channels, dim=dim, split_projection=split_projection,
+        head_source=source, checkpoint_chunk=node.CHECKPOINT_CHUNK,
     )

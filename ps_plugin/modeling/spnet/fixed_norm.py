@@ -33,6 +33,10 @@ class FixedNormLogits(nn.Module):
     def from_norm(self, norms):
         return self.sign * (norms - self.mu) / self.s
 
+    def norm_for_logit(self, logit):
+        """The offset norm w whose logit is `logit` (inverse of from_norm): w = mu + sign * s * z."""
+        return self.mu + self.sign * self.s * logit
+
     def forward(self, offsets):
         return self.from_norm(offsets.norm(dim=-1))
 
@@ -61,6 +65,38 @@ class BatchNormLogits(nn.Module):
 
     def forward(self, offsets):
         return self.from_norm(offsets.norm(dim=-1))
+
+
+def prior_logit(prior):
+    """Logit of the prior probability pi: -log((1 - pi) / pi) (-log 99 = -4.595 for pi = 0.01)."""
+    if not 0.0 < prior < 1.0:
+        raise ValueError(f"PS.SPNET.ANCHOR_PRIOR_PROB={prior}: a probability strictly between 0 and 1")
+    return -math.log((1.0 - prior) / prior)
+
+
+def anchor_bias_value(kind, prior, logits_layer):
+    """The constant b that fills every channel of the Anchor Embedder's conv bias (PS.SPNET.ANCHOR_BIAS_INIT).
+
+    "prior_score": every anchor starts with score pi (RetinaNet's prior, Lin et al. 2017, Sec. 4.1).
+    At init the conv weights are ~N(0, 0.01), so x_a ~ b * 1_d and, with the zero Bridge Layer,
+    x_o = -x_a: ||x_o|| = |b| sqrt(d). b = -w / sqrt(d) with w the norm whose FixedNorm logit is
+    -log((1 - pi) / pi) (for d = 128, pi = 0.01: w = 14.54, b = -1.285). With BatchNorm logits the
+    norms are standardised, so the prior goes into that BatchNorm's shift instead and b = 0.
+    "prior_channel": b = -log((1 - pi) / pi) (authors' code: RetinaNet's bias on each of the d
+    channels; under FixedNorm the initial score is then ~1e-25 for d = 128).
+    "zeros": b = 0 (x_o ~ 0, so every anchor starts at score sigmoid(mu / s) ~ 1).
+    """
+    if kind == "zeros":
+        return 0.0
+    logit = prior_logit(prior)
+    if kind == "prior_channel":
+        return logit
+    if kind != "prior_score":
+        raise ValueError(f"PS.SPNET.ANCHOR_BIAS_INIT={kind!r}: use 'prior_score', 'prior_channel' or 'zeros'")
+    if isinstance(logits_layer, BatchNormLogits):
+        nn.init.constant_(logits_layer.norm.bias, logits_layer.sign * logit)
+        return 0.0
+    return -logits_layer.norm_for_logit(logit) / math.sqrt(logits_layer.dim)
 
 
 def build_logits_layer(cfg):

@@ -4,6 +4,7 @@ from detectron2.modeling.matcher import Matcher
 from detectron2.modeling.sampling import subsample_labels
 from detectron2.structures import pairwise_iou
 from fvcore.nn import sigmoid_focal_loss
+from torchvision.ops import generalized_box_iou
 
 from .box_detector import loss_normalizer
 
@@ -35,11 +36,35 @@ def sample_balanced(labels, num_samples, positive_fraction):
     return torch.cat([pos, neg])
 
 
-def anchor_focal_loss(logits, labels, alpha=0.5, gamma=1.0, normalization="mean"):
+QC_ANCHOR_CHOICES = ("hard", "random")
+
+
+def hard_qc_anchors(anchors, target, norms, num_samples):
+    """Indices [<= K] of the anchors a QC (query, image) pair trains the Box Detector on (authors' code,
+    `filter_topk_train` 'posneg'), K = num_samples.
+
+    anchors [A, 4] XYXY; target [1, 4] the query's box in the image, or [0, 4] when absent; norms [A]
+    = ||x_q - x_a||. Target present: the K/2 anchors of highest GIoU with it, then up to K/2 of the K
+    smallest-norm (highest-scoring) anchors not already chosen, in index order. Absent: the K
+    smallest-norm anchors (the hardest negatives).
+    """
+    hardest = norms.topk(min(num_samples, len(norms)), largest=False).indices
+    if len(target) == 0:
+        return hardest
+    best = generalized_box_iou(target, anchors)[0].topk(min(num_samples // 2, len(norms))).indices
+    taken = torch.zeros(len(norms), dtype=torch.bool, device=norms.device)
+    taken[best] = True
+    hard = hardest[~taken[hardest]].sort().values[: num_samples - num_samples // 2]
+    return torch.cat([best, hard])
+
+
+def anchor_focal_loss(logits, labels, alpha=0.5, gamma=1.0, normalization="num_pos"):
     """L_anc: sigmoid focal loss (Lin et al. 2017) of anchor logits z_a [A] vs labels [A] in {1, 0, -1}.
 
-    Ignored anchors (-1) are left out. "mean": averaged over all (non-ignored) anchors (paper);
-    "num_pos": summed and divided by the positives (authors' code).
+    Ignored anchors (-1) are left out. "num_pos": summed and divided by the positives of the
+    whole batch, all ranks together (authors' code; box_detector.loss_normalizer); "mean":
+    averaged over this rank's non-ignored anchors (paper's wording). A is 0.4-1.6 M anchors per
+    batch, so "mean" makes L_anc about A / #positives (~1000x) weaker than "num_pos".
     """
     valid = labels >= 0
     loss = sigmoid_focal_loss(logits[valid], labels[valid].to(logits.dtype), alpha=alpha, gamma=gamma,

@@ -1,5 +1,7 @@
 """`SPNet`: the Swap Path Network meta-architecture (Sec. 3, Fig. 3), QC or OC mode: its modules and
 detection path. The training forward is in training.py, query-conditioned search in query_conditioned.py."""
+import logging
+
 import torch
 import torch.nn.functional as F
 from detectron2.config import configurable
@@ -13,13 +15,28 @@ from ps_plugin.modeling.common import OIMLoss, PersonSearchMetaArch, resolve_num
 from .cascade import SPNetCascade
 from .checkpoint import install_stage_filling_hook
 from .embedders import AnchorEmbedder, build_box_embedder
-from .fixed_norm import build_logits_layer
-from .matching import build_anchor_matcher
+from .fixed_norm import anchor_bias_value, build_logits_layer
+from .matching import QC_ANCHOR_CHOICES, build_anchor_matcher
 from .moco import MomentumContrast
 from .query_conditioned import SPNetQueryConditioned
 from .training import SPNetTraining
 
 __all__ = ["SPNet"]
+
+logger = logging.getLogger(__name__)
+
+
+def warn_random_init(cfg):
+    """A loud warning when the backbone will start from random init without PS.SPNET.RANDOM_INIT."""
+    if cfg.PS.BACKBONE.WEIGHTS or cfg.MODEL.WEIGHTS or cfg.PS.SPNET.RANDOM_INIT:
+        return
+    logger.warning(
+        "\n" + "!" * 100 + "\nSPNet: neither PS.BACKBONE.WEIGHTS nor MODEL.WEIGHTS is set, so the backbone "
+        f"({cfg.MODEL.BACKBONE.NAME}, PS.BACKBONE.NAME {cfg.PS.BACKBONE.NAME}) and the Box Embedder heads start "
+        "from RANDOM init; every SPNet result starts from ImageNet weights "
+        "(docs/SPNET.md, 'Reproducing SPNet-L'). Give a local converted state dict "
+        "(tools/convert_pretrained.py), or set PS.SPNET.RANDOM_INIT True if random init is meant.\n"
+        + "!" * 100)
 
 
 @META_ARCH_REGISTRY.register()
@@ -43,8 +60,8 @@ class SPNet(SPNetTraining, SPNetQueryConditioned, PersonSearchMetaArch):
     def __init__(self, *, backbone, in_features, anchor_generator, anchor_embedder, reid_embedder, cascade,
                  logits_layer, anchor_matcher, box2box_transform, reid_loss, moco=None, mode="oc",
                  pixel_mean, pixel_std, label_mode="pid", focal_alpha=0.5, focal_gamma=1.0,
-                 anchor_loss_norm="mean", cls_loss_norm="mean", stage0_cls_loss=True, num_sampled_anchors=2048,
-                 positive_fraction=0.5, qc_pairs_per_batch=32, reid_iou_thresh=0.7, oc_topk_anchors=1000,
+                 anchor_loss_norm="num_pos", cls_loss_norm="num_pos", stage0_cls_loss=True, num_sampled_anchors=2048,
+                 positive_fraction=0.5, qc_pairs_per_batch=32, qc_anchor_choice="hard", reid_iou_thresh=0.7, oc_topk_anchors=1000,
                  qc_topk_anchors=100, score_thresh=0.5, nms_thresh=0.5, detections_per_image=300,
                  load_replicate=True, load_shared_into_separate=True):
         super().__init__()
@@ -65,6 +82,9 @@ class SPNet(SPNetTraining, SPNetQueryConditioned, PersonSearchMetaArch):
         self.stage0_cls_loss = stage0_cls_loss
         self.num_sampled_anchors, self.positive_fraction = num_sampled_anchors, positive_fraction
         self.qc_pairs_per_batch, self.reid_iou_thresh = qc_pairs_per_batch, reid_iou_thresh
+        if qc_anchor_choice not in QC_ANCHOR_CHOICES:
+            raise ValueError(f"PS.SPNET.TRAIN.QC_ANCHOR_CHOICE={qc_anchor_choice!r}: use one of {QC_ANCHOR_CHOICES}")
+        self.qc_anchor_choice = qc_anchor_choice
         self.oc_topk_anchors, self.qc_topk_anchors = oc_topk_anchors, qc_topk_anchors
         self.score_thresh, self.nms_thresh = score_thresh, nms_thresh
         self.detections_per_image = detections_per_image
@@ -80,6 +100,7 @@ class SPNet(SPNetTraining, SPNetQueryConditioned, PersonSearchMetaArch):
                 f"PS.SPNET.SHARED_HEADS=True needs PS.REID.EMBED_DIM == PS.SPNET.EMBED_DIM (x_q^reid = x_q^det); "
                 f"got {reid_dim} vs {node.EMBED_DIM}. Set SHARED_HEADS False for a larger re-id dimension."
             )
+        warn_random_init(cfg)
         backbone = build_backbone(cfg)
         shapes = [backbone.output_shape()[f] for f in node.IN_FEATURES]
         anchor_generator = build_anchor_generator(cfg, shapes)
@@ -100,14 +121,16 @@ class SPNet(SPNetTraining, SPNetQueryConditioned, PersonSearchMetaArch):
         else:
             raise ValueError(f"PS.SPNET.REID.LOSS={reid.LOSS!r}: use 'oim' or 'moco'")
         train, test = node.TRAIN, node.TEST
+        logits_layer = build_logits_layer(cfg)
+        anchor_bias = anchor_bias_value(node.ANCHOR_BIAS_INIT, node.ANCHOR_PRIOR_PROB, logits_layer)
         return {
             "backbone": backbone,
             "in_features": node.IN_FEATURES,
             "anchor_generator": anchor_generator,
-            "anchor_embedder": AnchorEmbedder(shapes[0].channels, num_anchors[0], node.EMBED_DIM),
+            "anchor_embedder": AnchorEmbedder(shapes[0].channels, num_anchors[0], node.EMBED_DIM, anchor_bias),
             "reid_embedder": reid_embedder,
             "cascade": SPNetCascade.from_config(cfg, backbone),
-            "logits_layer": build_logits_layer(cfg),
+            "logits_layer": logits_layer,
             "anchor_matcher": build_anchor_matcher(cfg),
             "box2box_transform": Box2BoxTransform(weights=tuple(train.BBOX_REG_WEIGHTS)),
             "reid_loss": reid_loss,
@@ -124,6 +147,7 @@ class SPNet(SPNetTraining, SPNetQueryConditioned, PersonSearchMetaArch):
             "num_sampled_anchors": train.NUM_SAMPLED_ANCHORS,
             "positive_fraction": train.POSITIVE_FRACTION,
             "qc_pairs_per_batch": train.QC_PAIRS_PER_BATCH,
+            "qc_anchor_choice": train.QC_ANCHOR_CHOICE,
             "reid_iou_thresh": train.REID_IOU_THRESH,
             "oc_topk_anchors": test.OC_TOPK_ANCHORS,
             "qc_topk_anchors": test.QC_TOPK_ANCHORS,

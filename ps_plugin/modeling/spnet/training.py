@@ -9,7 +9,7 @@ from detectron2.structures import Boxes, pairwise_iou
 from ps_plugin.structures import VIEWS
 
 from .box_detector import box_class_loss, box_regression_loss
-from .matching import anchor_focal_loss, match_boxes, sample_balanced
+from .matching import anchor_focal_loss, hard_qc_anchors, match_boxes, sample_balanced
 from .pair_sampling import box_identity_labels, sample_query_pairs
 
 __all__ = ["SPNetTraining", "TrainRows", "embed_rows", "flatten_views"]
@@ -112,7 +112,8 @@ class SPNetTraining:
         return _cat_rows(rows), loss
 
     def _qc_rows(self, anchors, anchor_embeddings, gts, labels, query_embeddings):
-        """QC: sampled (query, image) pairs; x_o = x_q - x_a; the query's box in the image is the only GT."""
+        """QC: sampled (query, image) pairs; x_o = x_q - x_a; the query's box in the image is the only GT.
+        Box Detector rows per pair: the authors' highest-GIoU / hardest anchors, or a balanced random sample."""
         pairs = sample_query_pairs([lab.cpu() for lab in labels], self.qc_pairs_per_batch)
         query_start = _view_offsets(gts, "cpu").tolist()
         per_pair = max(self.num_sampled_anchors // self.qc_pairs_per_batch, 1)
@@ -126,17 +127,20 @@ class SPNetTraining:
             _, anchor_labels = match_boxes(self.anchor_matcher, target, anchors)
             all_logits.append(self.logits_layer.from_norm(norms))
             all_labels.append(anchor_labels)
-            chosen = sample_balanced(anchor_labels, per_pair, self.positive_fraction)
+            if self.qc_anchor_choice == "hard":
+                chosen = hard_qc_anchors(anchors.tensor, target.tensor, norms.detach(), per_pair)
+            else:
+                chosen = sample_balanced(anchor_labels, per_pair, self.positive_fraction)
             offsets = self.stage_offsets(0, anchor_embeddings[gallery][chosen], query_embeddings[query])
             matched = torch.full_like(chosen, pair.target)
             rows.append(self._make_rows(anchors.tensor[chosen], offsets, anchor_labels[chosen], matched,
                                         image=gallery, query=query, unit=unit, pair_target=pair.target))
-        if not rows:
-            zero = anchor_embeddings.sum() * 0.0
-            return None, zero
+        if not rows:  # no GT box in this rank's batch: a zero loss, but still the all-rank normaliser
+            all_logits = [anchor_embeddings.flatten()[:0]]
+            all_labels = [torch.zeros(0, dtype=torch.int64, device=self.device)]
         loss = anchor_focal_loss(torch.cat(all_logits), torch.cat(all_labels), self.focal_alpha, self.focal_gamma,
                                  self.anchor_loss_norm)
-        return _cat_rows(rows), loss
+        return (_cat_rows(rows) if rows else None), loss
 
     def _make_rows(self, boxes, offsets, labels, matched, image, query, unit, pair_target):
         def full(value):
@@ -152,10 +156,11 @@ class SPNetTraining:
         """
         if rows is None:
             zero = sum(p.sum() * 0.0 for p in self.cascade.parameters())
+            no_labels = torch.zeros(0, dtype=torch.int64, device=self.device)
             for t in range(self.cascade.num_stages):
                 losses[f"loss_reg_s{t}"] = zero
-                if t > 0 or self.stage0_cls_loss:
-                    losses[f"loss_cls_s{t}"] = zero
+                if t > 0 or self.stage0_cls_loss:  # joins the other ranks' all-reduce of the positives
+                    losses[f"loss_cls_s{t}"] = zero + box_class_loss(zero.new_zeros(0), no_labels, self.cls_loss_norm)
             return None, None
         predicted = None
         for t, stage in enumerate(self.cascade.stages):
