@@ -156,8 +156,9 @@ def test_intra_image_loss_averages_images_with_two_groups_and_uses_the_domain_ma
     embeddings = [_unit_embeddings(), _unit_embeddings()[:2]]
     loss = IntraImageLoss(margins={"source": 0.5, "target": 0.7}, temperature=0.1)
     groups = torch.tensor([0, 0, 1])
-    assert loss(boxes, embeddings, "source").item() == pytest.approx(separation_loss(embeddings[0], groups, 0.5, 0.1).item())
-    assert loss(boxes, embeddings, "target").item() == pytest.approx(separation_loss(embeddings[0], groups, 0.7, 0.1).item())
+    for domain, margin in (("source", 0.5), ("target", 0.7)):
+        expected = separation_loss(embeddings[0], groups, margin, 0.1).item()
+        assert expected > 0 and loss(boxes, embeddings, domain).item() == pytest.approx(expected)
     assert loss(boxes[1:], embeddings[1:], "source").item() == 0.0
     off = IntraImageLoss(kind="none", margins={"source": 0.5, "target": 0.7}, temperature=0.1)
     assert off(boxes, embeddings, "source").item() == 0.0
@@ -215,8 +216,10 @@ def test_laid_config_defaults_are_the_papers():
     assert (laid.CAIM.LOOSE_FACTOR, laid.CAIM.IOU_GATE, laid.CAIM.MATCHING) == (0.95, 0.7, "jv")
     assert (laid.DSCL.GROUP_IOU, laid.DSCL.MARGIN_SOURCE, laid.DSCL.MARGIN_TARGET) == (0.3, 0.5, 0.7)
     assert laid.TSA.MODE == "rpn_from_reid"
-    parts = CostAwareInstanceMatching(get_ps_cfg()), IntraImageLoss(get_ps_cfg()), TaskSensitivityAlignment(get_ps_cfg())
-    assert parts[0].candidate_thresh == pytest.approx(0.95 * 0.98) and parts[1].margins["target"] == 0.7
+    cfg = get_ps_cfg()
+    assert CostAwareInstanceMatching(cfg).candidate_thresh == pytest.approx(0.95 * 0.98)
+    assert IntraImageLoss(cfg).margins == {"source": 0.5, "target": 0.7}
+    assert TaskSensitivityAlignment(cfg).mode == "rpn_from_reid"
 
 
 @pytest.mark.parametrize(

@@ -80,7 +80,8 @@ def test_style_b_is_darker_bluer_with_smaller_people(styles):
 def test_style_b_has_its_own_identities(styles):
     def roster(root):
         identities = _json(root, "identities")
-        return {i["person_id"]: json.dumps(i["appearance"], sort_keys=True) for i in identities["train"] + identities["test"]}
+        everyone = identities["train"] + identities["test"]
+        return {i["person_id"]: json.dumps(i["appearance"], sort_keys=True) for i in everyone}
 
     roster_a, roster_b = roster(styles["a"][0]), roster(styles["b"][0])
     assert not roster_a.keys() & roster_b.keys()

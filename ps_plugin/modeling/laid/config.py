@@ -92,7 +92,8 @@ def check_laid_config(cfg):
     for key in UNIT_INTERVAL_KEYS:
         value = _value(cfg, key)
         if not 0.0 <= value <= 1.0:
-            raise ValueError(f"PS.LAID.{key}={value} is outside [0, 1]; set it to a fraction (paper values in config.py).")
-    for key, choices in (("CAIM.MATCHING", CAIM_MATCHING), ("DSCL.INTRA_LOSS", DSCL_INTRA_LOSSES), ("TSA.MODE", TSA_MODES)):
+            raise ValueError(f"PS.LAID.{key}={value} is outside [0, 1]; set a fraction (paper values: config.py).")
+    switches = (("CAIM.MATCHING", CAIM_MATCHING), ("DSCL.INTRA_LOSS", DSCL_INTRA_LOSSES), ("TSA.MODE", TSA_MODES))
+    for key, choices in switches:
         if _value(cfg, key) not in choices:
             raise ValueError(f"PS.LAID.{key}='{_value(cfg, key)}' is not one of {choices}.")
