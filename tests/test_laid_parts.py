@@ -237,3 +237,8 @@ def test_bad_laid_keys_name_the_key(key, value, build):
     cfg.merge_from_list([f"PS.LAID.{key}", value])
     with pytest.raises(ValueError, match=f"PS.LAID.{key}"):
         build(cfg)
+
+
+def test_an_image_without_detections_empties_its_cache():
+    cache, source = caim().update(history(strip((0, 10))), torch.zeros(0, 4), torch.zeros(0, 4), torch.zeros(0))
+    assert len(cache) == 0 and len(source) == 0 and cache.next_id == 1
