@@ -92,11 +92,8 @@ def generate_synthps(output_dir, seed=0, size="default", workers=None, style="a"
     num_train_ids = identity_count(size.num_train_images, size.train_appearances, size)
     num_test_ids = identity_count(size.num_gallery_images, size.test_appearances, size)
     look_alikes = size.look_alike_fraction
-    first_id = style.first_person_id
-    train_ids = sample_identities(identity_rng, first_id, num_train_ids, size.train_appearances, look_alikes)
-    test_ids = sample_identities(
-        identity_rng, first_id + num_train_ids, num_test_ids, size.test_appearances, look_alikes
-    )
+    train_ids = sample_identities(identity_rng, 0, num_train_ids, size.train_appearances, look_alikes)
+    test_ids = sample_identities(identity_rng, num_train_ids, num_test_ids, size.test_appearances, look_alikes)
     camera_rng = _stream(seed, style, CAMERA_STREAM)
     cameras = sample_cameras(camera_rng, size.num_cameras, size.image_sizes, size.person_height[1], style)
 

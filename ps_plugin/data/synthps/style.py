@@ -3,8 +3,9 @@
 A style fixes the backgrounds (wall and floor kinds and colours), the lighting (brightness,
 colour cast, illumination gradient, sensor noise, blur), the camera height (horizon row; a high
 camera puts the horizon near the top and sees people smaller) and the person scale. Each style
-draws its own identities: its random streams are tagged (`stream_tag`) and its person ids start at
-`first_person_id`, so two styles generated with the same seed share no identity.
+draws its own identities: its random streams are tagged (`stream_tag`), so two styles generated
+with the same seed share no person. Person ids start at 0 in every style, as in every dataset
+(the OIM table of a training set is indexed by them).
 
 Style "a" is the original SynthPS (indoor walls, mid-height cameras, people 40-300 px at the
 default size). Style "b" is the domain-adaptation target: outdoor dusk scenes (sky or facade,
@@ -29,7 +30,6 @@ class SynthPSStyle:
     name: str
     folder: str
     stream_tag: tuple
-    first_person_id: int
     wall_styles: tuple
     floor_styles: tuple
     wall_rgb: tuple
@@ -55,7 +55,6 @@ STYLES = {
         name="a",
         folder="synthps",
         stream_tag=(),
-        first_person_id=0,
         wall_styles=("plain",),
         floor_styles=("plain", "tiles", "planks"),
         wall_rgb=(60, 200),
@@ -73,7 +72,6 @@ STYLES = {
         folder="synthps_b",
         # A second entry of 1000 + index never occurs in style a's streams (stream ids are < 10).
         stream_tag=(1001,),
-        first_person_id=100000,
         wall_styles=("sky", "facade"),
         floor_styles=("asphalt", "grass", "paving"),
         wall_rgb=(110, 235),
