@@ -9,8 +9,8 @@ with the same seed share no person. Person ids start at 0 in every style, as in 
 
 Style "a" is the original SynthPS (indoor walls, mid-height cameras, people 40-300 px at the
 default size). Style "b" is the domain-adaptation target: outdoor dusk scenes (sky or facade,
-asphalt / grass / paving), darker and bluer light with more noise and blur, cameras mounted high,
-people at 0.55 of the size's heights.
+asphalt / grass / paving), darker and bluer light with more noise and always some blur, cameras
+mounted high, people at 0.75 of the size's heights.
 """
 from dataclasses import dataclass
 
@@ -79,10 +79,10 @@ STYLES = {
         horizon=(0.06, 0.16),
         gains=((0.6, 0.9), (0.8, 1.0), (1.05, 1.4)),
         brightness=(0.45, 0.7),
-        blur_sigmas=(0.8, 1.2),
-        noise=14,
+        blur_sigmas=(0.6, 0.9),
+        noise=10,
         light_gradient=0.6,
-        person_scale=0.55,
+        person_scale=0.75,
     ),
 }
 
