@@ -10,7 +10,9 @@ On disk, under `<DETECTRON2_DATASETS>/synthps/`:
     identities.json            appearance attributes of every identity (not needed to load)
 
 Registered sets: `synthps_train`, `synthps_gallery`, `synthps_query` (protocol "generic": every
-query carries its explicit gallery in the compact form of docs/DATA_RECORDS.md).
+query carries its explicit gallery in the compact form of docs/DATA_RECORDS.md), and the same three
+for style b (`generate_synthps.py --style b`, the domain-adaptation target) under
+`<DETECTRON2_DATASETS>/synthps_b/`: `synthps_b_train`, `synthps_b_gallery`, `synthps_b_query`.
 """
 import json
 import os
@@ -20,12 +22,14 @@ import numpy as np
 from .common import datasets_root, register_person_search, require_path
 from .person_search_json import load_person_search_json
 
-GENERATE_FIX = "Generate it with `python tools/generate_synthps.py` (or `make demo`)."
+GENERATE_FIX = (
+    "Generate it with `python tools/generate_synthps.py` (or `make demo`); synthps_b with `--style b`."
+)
 
 
-def synthps_root(root=None):
-    """The SynthPS folder: `root`, else `<DETECTRON2_DATASETS>/synthps`; FileNotFoundError if missing."""
-    root = root if root is not None else os.path.join(datasets_root(), "synthps")
+def synthps_root(root=None, folder="synthps"):
+    """The SynthPS folder: `root`, else `<DETECTRON2_DATASETS>/<folder>`; FileNotFoundError if missing."""
+    root = root if root is not None else os.path.join(datasets_root(), folder)
     return require_path(root, "SynthPS dataset folder", GENERATE_FIX)
 
 
@@ -88,12 +92,14 @@ def load_synthps_queries(root):
 def register_all_synthps(root=None, prefix="synthps"):
     """Register `<prefix>_train`, `<prefix>_gallery` and `<prefix>_query`.
 
-    Nothing is read here: the folder (`root`, default `<DETECTRON2_DATASETS>/synthps`) is resolved
+    Nothing is read here: the folder (`root`, default `<DETECTRON2_DATASETS>/<prefix>`) is resolved
     when a set is first loaded.
     """
     train, gallery, query = f"{prefix}_train", f"{prefix}_gallery", f"{prefix}_query"
-    register_person_search(train, lambda: load_synthps(synthps_root(root), "train"))
-    register_person_search(gallery, lambda: load_synthps(synthps_root(root), "gallery"), query_datasets=[query])
-    register_person_search(
-        query, lambda: load_synthps_queries(synthps_root(root)), gallery_dataset=gallery, protocol="generic"
-    )
+
+    def folder():
+        return synthps_root(root, prefix)
+
+    register_person_search(train, lambda: load_synthps(folder(), "train"))
+    register_person_search(gallery, lambda: load_synthps(folder(), "gallery"), query_datasets=[query])
+    register_person_search(query, lambda: load_synthps_queries(folder()), gallery_dataset=gallery, protocol="generic")

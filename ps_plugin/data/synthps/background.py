@@ -1,5 +1,9 @@
 """Scene backgrounds: wall and floor of the camera, clutter shapes (some in clothing colours,
-some person-like upright blobs), and occluding objects drawn in front of people."""
+some person-like upright blobs), and occluding objects drawn in front of people.
+
+Wall kinds: plain (style a), sky (a vertical gradient), facade (a grid of windows). Floor kinds:
+plain, tiles, planks (style a), asphalt (noisy, a dashed lane line), grass (green speckle),
+paving (brick courses)."""
 import cv2
 import numpy as np
 
@@ -20,6 +24,20 @@ def _clutter_colour(rng):
     return tuple(float(v) for v in rng.integers(30, 230, size=3))
 
 
+def _draw_wall(image, camera, rng):
+    wall = image[: camera.horizon]
+    wall[:] = _jitter(camera.wall_rgb, rng)
+    rows = wall.shape[0]
+    if camera.wall_style == "sky" and rows > 0:
+        wall *= np.linspace(1.25, 0.85, rows, dtype=np.float32)[:, None, None]
+    elif camera.wall_style == "facade":
+        window = tuple(0.45 * c for c in camera.wall_rgb)
+        step = max(camera.width // 12, 8)
+        for y in range(step // 3, rows - step // 2, step):
+            for x in range(step // 4, camera.width - step // 2, step):
+                cv2.rectangle(wall, (x, y), (x + step // 2, y + step // 2), window, -1)
+
+
 def _draw_floor(image, camera, rng):
     floor = image[camera.horizon :]
     floor[:] = _jitter(camera.floor_rgb, rng)
@@ -33,6 +51,20 @@ def _draw_floor(image, camera, rng):
             cv2.line(floor, (int(camera.width / 2 + (x - camera.width / 2) * 0.15), 0), (int(x), rows), darker, 1)
     elif camera.floor_style == "planks":
         floor *= 0.9 + 0.1 * np.sin(np.arange(camera.width, dtype=np.float32) / 9.0)[None, :, None]
+    elif camera.floor_style == "asphalt":
+        floor *= rng.uniform(0.8, 1.2, size=floor.shape[:2] + (1,)).astype(np.float32)
+        lane_x = int(camera.width * rng.uniform(0.3, 0.7))
+        for y in range(0, rows, 24):
+            cv2.line(floor, (lane_x, y), (lane_x, y + 12), (225.0, 215.0, 170.0), max(rows // 60, 2))
+    elif camera.floor_style == "grass":
+        floor *= np.asarray((0.55, 1.1, 0.45), dtype=np.float32)
+        floor *= rng.uniform(0.75, 1.25, size=floor.shape[:2] + (1,)).astype(np.float32)
+    elif camera.floor_style == "paving":
+        darker = tuple(0.7 * c for c in camera.floor_rgb)
+        for k, y in enumerate(range(0, rows, 10)):
+            cv2.line(floor, (0, y), (camera.width, y), darker, 1)
+            for x in range(10 * (k % 2), camera.width, 20):
+                cv2.line(floor, (x, y), (x, y + 10), darker, 1)
 
 
 def _draw_clutter(image, camera, rng):
@@ -66,7 +98,7 @@ def _paste_panel(image, x, y, size, colour, rng):
 def render_background(camera, rng):
     """float32 [H, W, 3] background of one shot of `camera`."""
     image = np.empty((camera.height, camera.width, 3), dtype=np.float32)
-    image[: camera.horizon] = _jitter(camera.wall_rgb, rng)
+    _draw_wall(image, camera, rng)
     _draw_floor(image, camera, rng)
     _draw_clutter(image, camera, rng)
     return image
