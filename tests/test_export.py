@@ -1,12 +1,16 @@
 """Exported gallery path (ps_plugin.export): TorchScript trace and ONNX Runtime outputs equal PyTorch's
 on images of other sizes than the trace input, for the quickstart and realmini architectures."""
+import importlib.util
+
 import pytest
 import torch
 from detectron2.data.detection_utils import read_image
 from detectron2.modeling import build_model
 
-from common import QUICK_SCHEDULES, SHARED_DATA, tiny_cfg
+from common import QUICK_SCHEDULES, SHARED_DATA, load_tool, tiny_cfg
+from ps_plugin.config import setup_cfg
 from ps_plugin.export import GALLERY_OUTPUTS, GalleryGraph, OnnxGallery, export_onnx, trace_gallery
+from ps_plugin.search import PersonSearchPredictor
 from train_fixtures import tiny_synthps
 
 TOLERANCE = 1e-3
@@ -78,3 +82,22 @@ def test_onnx_runtime_matches_pytorch_on_other_image_sizes(config_name, images, 
     model = tiny_model(config_name)
     session = OnnxGallery(export_onnx(model, trace_input(), tmp_path / "gallery.onnx"), num_threads=1)
     assert_close_to_pytorch(model, lambda image: tuple(session(image).values()), images)
+
+
+def test_export_tool_writes_files_that_reload_and_match_pytorch(tmp_path):
+    export_model = load_tool("export_model")
+    args = export_model.get_parser().parse_args([
+        "--config-file", str(QUICK_SCHEDULES / "quickstart.yaml"), "--output", str(tmp_path), "--allow-untrained",
+        "PS.BACKBONE.NAME", "mobilenetv2_050", "PS.BACKBONE.WEIGHTS", "", "PS.REID.NUM_PIDS", "5",
+        "INPUT.MIN_SIZE_TEST", "96", "INPUT.MAX_SIZE_TEST", "160",
+    ] + (["--format", "torchscript"] if importlib.util.find_spec("onnxruntime") is None else []))
+    export_model.main(args)
+    model = PersonSearchPredictor(setup_cfg(args)).model
+    image = torch.rand(3, 120, 100, generator=torch.Generator().manual_seed(3)) * 255
+    runs = {"gallery.ts": torch.jit.load(str(tmp_path / "gallery.ts"))}
+    if (tmp_path / "gallery.onnx").exists():
+        session = OnnxGallery(tmp_path / "gallery.onnx", num_threads=1)
+        runs["gallery.onnx"] = lambda x: tuple(session(x).values())
+    for name, run in runs.items():
+        with torch.no_grad():
+            assert_close_to_pytorch(model, run, [image, image[:, 8:, :88]])
