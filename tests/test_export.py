@@ -16,6 +16,7 @@ from train_fixtures import tiny_synthps
 TOLERANCE = 1e-3
 TRACE_SIZE = (96, 128)
 CONFIGS = ["quickstart.yaml", "baseline_mnv2_realmini.yaml"]
+ONNX_MISSING = [name for name in ("onnx", "onnxruntime") if importlib.util.find_spec(name) is None]
 
 
 def tiny_model(config_name):
@@ -75,10 +76,9 @@ def test_torchscript_trace_matches_pytorch_on_other_image_sizes(config_name, ima
         assert_close_to_pytorch(model, traced, images)
 
 
+@pytest.mark.skipif(bool(ONNX_MISSING), reason=f"{ONNX_MISSING} not installed (tools/install_env.sh installs them)")
 @pytest.mark.parametrize("config_name", CONFIGS)
 def test_onnx_runtime_matches_pytorch_on_other_image_sizes(config_name, images, tmp_path):
-    pytest.importorskip("onnx", reason="onnx is not installed (tools/install_env.sh installs it)")
-    pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (tools/install_env.sh installs it)")
     model = tiny_model(config_name)
     session = OnnxGallery(export_onnx(model, trace_input(), tmp_path / "gallery.onnx"), num_threads=1)
     assert_close_to_pytorch(model, lambda image: tuple(session(image).values()), images)
@@ -90,7 +90,7 @@ def test_export_tool_writes_files_that_reload_and_match_pytorch(tmp_path):
         "--config-file", str(QUICK_SCHEDULES / "quickstart.yaml"), "--output", str(tmp_path), "--allow-untrained",
         "PS.BACKBONE.NAME", "mobilenetv2_050", "PS.BACKBONE.WEIGHTS", "", "PS.REID.NUM_PIDS", "5",
         "INPUT.MIN_SIZE_TEST", "96", "INPUT.MAX_SIZE_TEST", "160",
-    ] + (["--format", "torchscript"] if importlib.util.find_spec("onnxruntime") is None else []))
+    ] + (["--format", "torchscript"] if ONNX_MISSING else []))
     export_model.main(args)
     model = PersonSearchPredictor(setup_cfg(args)).model
     image = torch.rand(3, 120, 100, generator=torch.Generator().manual_seed(3)) * 255
