@@ -1,4 +1,5 @@
 """Shared test helpers: tiny CPU configs built without yaml or weights, and the shared data path."""
+import importlib.util
 import socket
 from pathlib import Path
 
@@ -25,6 +26,14 @@ def shared_data(*parts):
     if not path.exists():
         pytest.skip(f"{path} not present (../shared/data is optional)")
     return path
+
+
+def load_tool(name):
+    """The script tools/<name>.py as a module (tools/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def tiny_cfg(config_file=None, **overrides):

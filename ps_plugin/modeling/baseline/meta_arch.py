@@ -2,7 +2,7 @@
 from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN
 from detectron2.structures import Boxes
 
-from ps_plugin.modeling.common import PersonSearchMetaArch
+from ps_plugin.modeling.common import PersonSearchMetaArch, split_per_image
 
 
 @META_ARCH_REGISTRY.register()
@@ -28,14 +28,14 @@ class PersonSearchRCNN(PersonSearchMetaArch, GeneralizedRCNN):
         detections, _ = self.roi_heads(images, features, proposals, None)
         embeddings, nae_scores = self.roi_heads.embed_boxes(features, [d.pred_boxes for d in detections])
         sizes = [len(d) for d in detections]
-        for det, det_embeddings in zip(detections, embeddings.split(sizes)):
+        for det, det_embeddings in zip(detections, split_per_image(embeddings, sizes)):
             det.pred_embeddings = det_embeddings
         if nae_scores is not None:
-            for det, det_scores in zip(detections, nae_scores.split(sizes)):
+            for det, det_scores in zip(detections, split_per_image(nae_scores, sizes)):
                 det.scores = det_scores
         return detections
 
     def embed_boxes(self, features, boxes):
         """The ROI heads' re-id branch on boxes [K_i, 4] of each image -> list of [K_i, D]."""
         embeddings, _ = self.roi_heads.embed_boxes(features, [Boxes(b) for b in boxes])
-        return list(embeddings.split([len(b) for b in boxes]))
+        return split_per_image(embeddings, [len(b) for b in boxes])

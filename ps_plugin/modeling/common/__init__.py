@@ -3,7 +3,7 @@ memory banks, the hybrid cluster memory of pseudo-label methods, the embedding h
 size. Assignment solvers and clustering: the submodules `assignment` and `clustering`."""
 from .hybrid_memory import ClusterMemoryModel, HybridClusterMemory, PseudoLabelState
 from .memory_bank import FeatureQueue, MemoryBank
-from .meta_arch_base import PersonSearchMetaArch
+from .meta_arch_base import PersonSearchMetaArch, split_per_image
 from .num_pids import resolve_num_pids
 from .oim import OIMLoss
 from .reid_head import ReIDEmbeddingHead
@@ -18,4 +18,5 @@ __all__ = [
     "PseudoLabelState",
     "ReIDEmbeddingHead",
     "resolve_num_pids",
+    "split_per_image",
 ]

@@ -15,12 +15,20 @@ from torch import nn
 
 from ps_plugin.structures import GT_BOXES_FOR_REID, GT_EMBEDDINGS, QUERY_BOXES, QUERY_EMBEDDINGS
 
-__all__ = ["PersonSearchMetaArch", "as_box_tensor", "select_images", "to_original_size"]
+__all__ = ["PersonSearchMetaArch", "as_box_tensor", "select_images", "split_per_image", "to_original_size"]
 
 
 def as_box_tensor(boxes, device) -> torch.Tensor:
     """Boxes given in an input dict (tensor, array or nested list; possibly empty) -> float32 [K, 4]."""
     return torch.as_tensor(boxes, dtype=torch.float32, device=device).reshape(-1, 4)
+
+
+def split_per_image(rows: torch.Tensor, sizes: Sequence[int]) -> List[torch.Tensor]:
+    """Rows [sum K_i, ...] of a batch -> list of [K_i, ...] per image. A one-image batch keeps the
+    whole tensor, so a trace (tools/export_model.py) does not freeze the row count K_0."""
+    if len(sizes) == 1:
+        return [rows]
+    return list(rows.split(list(sizes)))
 
 
 def select_images(images: ImageList, features: Dict[str, torch.Tensor], indices: Sequence[int]):
