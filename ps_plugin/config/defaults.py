@@ -1,6 +1,7 @@
 """`add_ps_config(cfg)`: every ps_plugin key lives under `cfg.PS`; Detectron2's own nodes are untouched."""
 from detectron2.config import CfgNode as CN
 
+from ps_plugin.modeling.pretrain.config import add_pretrain_config
 from ps_plugin.modeling.psdiff.config import add_psdiff_config
 from ps_plugin.modeling.spnet.config import add_spnet_config
 
@@ -83,3 +84,4 @@ def add_ps_config(cfg):
     add_solver_config(cfg)
     add_spnet_config(cfg)
     add_psdiff_config(cfg)
+    add_pretrain_config(cfg)
