@@ -59,3 +59,20 @@ def test_unknown_unification_and_a_zero_size_crop_are_errors(tmp_path):
     crop["crop_box"] = [30.0, 10.0, 30.0, 50.0]
     with pytest.raises(ValueError, match="zero-size person crop"):
         mapper()(crop)
+
+
+def test_trainer_mixes_datasets_by_ratio_and_unifies_crops(tmp_path):
+    from ps_plugin.engine.trainer import training_mapper, training_stream
+
+    cfg = small_input_cfg()
+    cfg.DATASETS.TRAIN = ("scenes", "crops")
+    scene = dict(scene_record(tmp_path), dataset_name="scenes")
+    crop = dict(make_crop_record(scene["file_name"], "c", 0, crop_box=SCENE_BOXES[0], height=240, width=320),
+                dataset_name="crops")
+    assert "dataset_id" not in training_stream([scene, crop], cfg)[0]
+    assert type(training_mapper([scene], cfg)).__name__ == "PersonSearchDatasetMapper"
+    cfg.PS.DATA.TRAIN_RATIOS = (3, 1)
+    stream = training_stream([scene, crop], cfg)
+    assert [stream[p]["dataset_id"] for p in range(8)].count(1) == 2
+    assert {stream[p]["image_id"] for p in range(8) if stream[p]["dataset_id"] == 1} == {"c"}
+    assert isinstance(training_mapper([scene, crop], cfg), HybridDatasetMapper)

@@ -16,6 +16,10 @@ def add_data_config(cfg):
     _C.PS.DATA = CN()
     # One domain tag per entry of DATASETS.TRAIN (e.g. ("source", "target")); empty: all "source".
     _C.PS.DATA.TRAIN_DOMAINS = ()
+    # One sampling ratio per entry of DATASETS.TRAIN (e.g. (2, 1, 1)): the datasets are mixed in these
+    # proportions (data/samplers.py MixedStreamDataset) and every record gets its "dataset_id". Empty:
+    # one shuffled stream over all records.
+    _C.PS.DATA.TRAIN_RATIOS = ()
     # Drop training images that hold no person box (Detectron2's FILTER_EMPTY_ANNOTATIONS equivalent).
     _C.PS.DATA.FILTER_EMPTY = False
 
