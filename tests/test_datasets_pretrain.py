@@ -173,3 +173,19 @@ def test_builtin_names_read_their_folders_under_the_datasets_root(tmp_path, monk
         DatasetCatalog.get("cuhk03_np_detected_train")
     with pytest.raises(FileNotFoundError, match="list_train.txt"):
         DatasetCatalog.get("msmt17_train")
+
+
+def test_detection_only_view_of_a_registered_set_gives_each_box_its_identity(tmp_path):
+    from ps_plugin.data.datasets.detection_only import load_detection_only
+
+    rows = [(1, 5, 10, 5, 20, 30, 1), (1, 9, 40, 0, 10, 10, 1), (2, 5, 12, 6, 20, 30, 1)]
+    write_sequence(tmp_path / "seq", rows, n_frames=2)
+    register_mot_sequences("pretrain_test_det", [str(tmp_path / "seq")])
+    try:
+        records = load_detection_only("pretrain_test_det")
+        assert _pids(records) == [0, 1, 2]
+        assert all(r[INSTANCE_IDS] and "dataset_name" not in r for r in records)
+        assert _pids(DatasetCatalog.get("pretrain_test_det")) == [0, 1, 0]  # the source is untouched
+    finally:
+        DatasetCatalog.remove("pretrain_test_det")
+        MetadataCatalog.remove("pretrain_test_det")

@@ -141,12 +141,17 @@ def deep_sort_mobilenetv2_file():
 def convert_file(source, input_path, output_path, timm_model="mobilenetv2_100"):
     """Convert `input_path` (a local state dict) and save the checkpoint. Returns (converted, unused)."""
     converted, unused = convert(load_state_dict(input_path), source, timm_model)
+    save_checkpoint(converted, source, output_path)
+    return converted, unused
+
+
+def save_checkpoint(converted, source, output_path):
+    """Save `to_checkpoint(converted, source)` at output_path (folders created)."""
     os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
     # Saved under a unique name, then renamed: ranks converting at once never read a partial file.
     partial = f"{output_path}.{uuid.uuid4().hex}.tmp"
     torch.save(to_checkpoint(converted, source), partial)
     os.replace(partial, output_path)
-    return converted, unused
 
 
 def ensure_deep_sort_mobilenetv2(path):
