@@ -114,23 +114,27 @@ def test_crowdhuman_full_boxes_ignore_regions_and_one_identity_per_box(tmp_path)
         load_crowdhuman(str(base / "annotation_train.odgt"), str(base / "Images"))
 
 
-def test_crops_of_a_registered_mot_set_point_at_the_scene(tmp_path):
+@pytest.fixture
+def registered_mot(tmp_path):
+    """A registered 2-frame MOT set `pretrain_test_mot`: tracks 5, 9 in frame 1, track 5 in frame 2."""
     rows = [(1, 5, 10, 5, 20, 30, 1), (1, 9, 40, 0, 10, 10, 1), (2, 5, 12, 6, 20, 30, 1)]
     write_sequence(tmp_path / "seq", rows, n_frames=2)
     register_mot_sequences("pretrain_test_mot", [str(tmp_path / "seq")])
-    try:
-        crops = load_scene_crops("pretrain_test_mot")
-        assert [r["image_id"] for r in crops] == ["seq/000001.jpg#0", "seq/000001.jpg#1", "seq/000002.jpg#0"]
-        assert [r["file_name"] for r in crops] == [str(tmp_path / "seq" / "img1" / f"00000{i}.jpg") for i in (1, 1, 2)]
-        assert [r[CROP_BOX] for r in crops] == [[10, 5, 30, 35], [40, 0, 50, 10], [12, 6, 32, 36]]
-        assert _pids(crops) == [0, 1, 0]
-        assert _pids(load_scene_crops("pretrain_test_mot", identities="each")) == [0, 1, 2]
-        assert _pids(load_scene_crops("pretrain_test_mot", min_height=20)) == [0, 0]
-        with pytest.raises(ValueError, match="no person box at least 100"):
-            load_scene_crops("pretrain_test_mot", min_height=100)
-    finally:
-        DatasetCatalog.remove("pretrain_test_mot")
-        MetadataCatalog.remove("pretrain_test_mot")
+    yield "pretrain_test_mot"
+    DatasetCatalog.remove("pretrain_test_mot")
+    MetadataCatalog.remove("pretrain_test_mot")
+
+
+def test_crops_of_a_registered_mot_set_point_at_the_scene(tmp_path, registered_mot):
+    crops = load_scene_crops("pretrain_test_mot")
+    assert [r["image_id"] for r in crops] == ["seq/000001.jpg#0", "seq/000001.jpg#1", "seq/000002.jpg#0"]
+    assert [r["file_name"] for r in crops] == [str(tmp_path / "seq" / "img1" / f"00000{i}.jpg") for i in (1, 1, 2)]
+    assert [r[CROP_BOX] for r in crops] == [[10, 5, 30, 35], [40, 0, 50, 10], [12, 6, 32, 36]]
+    assert _pids(crops) == [0, 1, 0]
+    assert _pids(load_scene_crops("pretrain_test_mot", identities="each")) == [0, 1, 2]
+    assert _pids(load_scene_crops("pretrain_test_mot", min_height=20)) == [0, 0]
+    with pytest.raises(ValueError, match="no person box at least 100"):
+        load_scene_crops("pretrain_test_mot", min_height=100)
 
 
 REGISTRATIONS = {
@@ -175,17 +179,10 @@ def test_builtin_names_read_their_folders_under_the_datasets_root(tmp_path, monk
         DatasetCatalog.get("msmt17_train")
 
 
-def test_detection_only_view_of_a_registered_set_gives_each_box_its_identity(tmp_path):
+def test_detection_only_view_of_a_registered_set_gives_each_box_its_identity(registered_mot):
     from ps_plugin.data.datasets.detection_only import load_detection_only
 
-    rows = [(1, 5, 10, 5, 20, 30, 1), (1, 9, 40, 0, 10, 10, 1), (2, 5, 12, 6, 20, 30, 1)]
-    write_sequence(tmp_path / "seq", rows, n_frames=2)
-    register_mot_sequences("pretrain_test_det", [str(tmp_path / "seq")])
-    try:
-        records = load_detection_only("pretrain_test_det")
-        assert _pids(records) == [0, 1, 2]
-        assert all(r[INSTANCE_IDS] and "dataset_name" not in r for r in records)
-        assert _pids(DatasetCatalog.get("pretrain_test_det")) == [0, 1, 0]  # the source is untouched
-    finally:
-        DatasetCatalog.remove("pretrain_test_det")
-        MetadataCatalog.remove("pretrain_test_det")
+    records = load_detection_only(registered_mot)
+    assert _pids(records) == [0, 1, 2]
+    assert all(r[INSTANCE_IDS] and "dataset_name" not in r for r in records)
+    assert _pids(DatasetCatalog.get(registered_mot)) == [0, 1, 0]  # the source is untouched
