@@ -45,8 +45,8 @@ def test_embedding_spread_separates_collapse_from_spread():
     assert 0.9 < embedding_spread(torch.randn(2000, 16)) < 1.1
 
 
-def pretrain_cfg(det_iam=True, reid_iam=True):
-    cfg = tiny_model_cfg()
+def pretrain_cfg(det_iam=True, reid_iam=True, c4=False):
+    cfg = tiny_model_cfg(c4=c4)
     cfg.MODEL.META_ARCHITECTURE = "HybridPretrain"
     cfg.DATASETS.TRAIN = ("detection_set", "crop_set")
     cfg.PS.PRETRAIN.update(IAM_HIDDEN_DIM=8, PREDICTOR_HIDDEN_DIM=4, DET_IAM=det_iam, REID_IAM=reid_iam)
@@ -73,8 +73,9 @@ def two_view_batch(second_view_boxes=([12, 8, 44, 84], [58, 24, 92, 94])):
 ADV_KEYS = {f"loss_adv_{iam}_{k}" for iam in ("det", "reid") for k in ("img", "ins", "cst")}
 
 
-def test_all_losses_are_finite_and_reach_the_predictor_and_both_iams():
-    model = build(pretrain_cfg())
+@pytest.mark.parametrize("c4", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_all_losses_are_finite_and_reach_the_predictor_and_both_iams(c4):
+    model = build(pretrain_cfg(c4=c4))
     losses = train_step(model, two_view_batch())
     assert set(losses) == {"loss_rpn_cls", "loss_rpn_loc", "loss_cls", "loss_box_reg", "loss_oim", "loss_con"} | ADV_KEYS
     assert all(torch.isfinite(v) for v in losses.values())

@@ -7,9 +7,9 @@ PersonSearchStandardROIHeads); pre-training adds, on training inputs only:
 - L_con (Eq. 5-6): SimSiam between the two views (PS.INPUT.NUM_VIEWS 2) of images whose records
   have "instance_ids" (detection data and unlabelled crops), on the re-id embeddings h of the
   ground-truth boxes seen in both views (paired by gt_box_ids), with a prediction MLP z = MLP(h).
-- L_adv (Eq. 7): the detection IAM (image level: the backbone map the box head reads; instance
+- L_adv (Eq. 7): the detection IAM (image level: the backbone map the ROI heads read; instance
   level: box-head features of the ground-truth boxes) and the re-id IAM (image level: their
-  RoIAlign maps; instance level: their re-id embeddings), each a DomainAlignmentModule over the
+  ROI maps; instance level: their re-id embeddings), each a DomainAlignmentModule over the
   datasets of DATASETS.TRAIN (the record's "dataset_id", PS.DATA.TRAIN_RATIOS).
 L = L_ps + ETA * L_con + LAMBDA * L_adv. Inference is the baseline's; the export
 (tools/convert_pretrained.py --source ps-checkpoint) drops the IAMs and the predictor.
@@ -19,7 +19,7 @@ from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.utils.events import get_event_storage
 
-from ps_plugin.modeling.baseline import PersonSearchRCNN, PersonSearchStandardROIHeads
+from ps_plugin.modeling.baseline import PersonSearchRCNN, PersonSearchRes5ROIHeads, PersonSearchStandardROIHeads
 from ps_plugin.modeling.common.domain_adversarial import DomainAlignmentModule
 from ps_plugin.modeling.spnet.training import flatten_views
 from ps_plugin.structures import VIEWS
@@ -34,11 +34,26 @@ INSTANCE_IDS = "instance_ids"
 
 def gt_box_features(roi_heads, features, boxes):
     """The IAM and SimSiam inputs of boxes (list of B Boxes, input image) through the baseline's heads:
-    (RoIAlign maps [R, C, P, P], box-head features [R, F], re-id embeddings [R, D] L2-normalised)."""
+    (ROI maps [R, C, P, P], box-head features [R, F], re-id embeddings [R, D] L2-normalised).
+
+    StandardROIHeads: the RoIAlign maps and the box head's output. C4 heads (Res5ROIHeads): res5's
+    maps of the RoIAlign output, which both the box predictor (averaged) and re-id read."""
+    if isinstance(roi_heads, PersonSearchRes5ROIHeads):
+        maps = roi_heads._roi_features(features, boxes)
+        embeddings, _ = roi_heads.reid_branch(maps)
+        return maps, maps.mean(dim=(2, 3)), embeddings
     pooled = roi_heads._pooled(features, boxes)
     box_features = roi_heads.box_head(pooled)
     embeddings, _ = roi_heads.reid_branch(roi_heads._reid_features(pooled, box_features))
     return pooled, box_features, embeddings
+
+
+def roi_channels(roi_heads, backbone):
+    """(channels of the ROI maps, size of the box-head features) that gt_box_features returns."""
+    if isinstance(roi_heads, PersonSearchRes5ROIHeads):
+        channels = roi_heads.res5[-1].out_channels
+        return channels, channels
+    return backbone.output_shape()[roi_heads.box_in_features[0]].channels, roi_heads.box_head.output_shape.channels
 
 
 def _log_scalar(name, value):
@@ -56,10 +71,6 @@ class HybridPretrain(PersonSearchRCNN):
     def __init__(self, *, predictor, det_iam, reid_iam, eta, lam, **kwargs):
         """predictor: PredictionMLP; det_iam / reid_iam: DomainAlignmentModule or None; eta, lam: Eq. 1."""
         super().__init__(**kwargs)
-        if not isinstance(self.roi_heads, PersonSearchStandardROIHeads):
-            raise ValueError(
-                f"HybridPretrain needs MODEL.ROI_HEADS.NAME 'PersonSearchStandardROIHeads', got {type(self.roi_heads).__name__}."
-            )
         self.predictor = predictor
         self.det_iam = det_iam
         self.reid_iam = reid_iam
@@ -71,7 +82,13 @@ class HybridPretrain(PersonSearchRCNN):
         ret = super().from_config(cfg)
         node = cfg.PS.PRETRAIN
         roi_heads = ret["roi_heads"]
-        channels = ret["backbone"].output_shape()[roi_heads.box_in_features[0]].channels
+        if not isinstance(roi_heads, (PersonSearchStandardROIHeads, PersonSearchRes5ROIHeads)):
+            raise ValueError(
+                "HybridPretrain needs the baseline's heads: MODEL.ROI_HEADS.NAME 'PersonSearchStandardROIHeads' or "
+                f"'PersonSearchRes5ROIHeads', got {type(roi_heads).__name__}."
+            )
+        image_channels = ret["backbone"].output_shape()[cfg.MODEL.ROI_HEADS.IN_FEATURES[0]].channels
+        roi_map_channels, box_dim = roi_channels(roi_heads, ret["backbone"])
         hidden = node.IAM_HIDDEN_DIM
         num_domains = len(cfg.DATASETS.TRAIN)
         if (node.DET_IAM or node.REID_IAM) and num_domains < 2:
@@ -80,14 +97,14 @@ class HybridPretrain(PersonSearchRCNN):
                 "PS.PRETRAIN.DET_IAM and PS.PRETRAIN.REID_IAM to False."
             )
 
-        def iam(instance_dim):
+        def iam(channels, instance_dim):
             return DomainAlignmentModule(channels, instance_dim, num_domains, node.GRL_WEIGHT, (hidden,), (hidden, hidden))
 
         dim = cfg.PS.REID.EMBED_DIM
         ret.update(
             predictor=PredictionMLP(dim, node.PREDICTOR_HIDDEN_DIM),
-            det_iam=iam(roi_heads.box_head.output_shape.channels) if node.DET_IAM else None,
-            reid_iam=iam(dim) if node.REID_IAM else None,
+            det_iam=iam(image_channels, box_dim) if node.DET_IAM else None,
+            reid_iam=iam(roi_map_channels, dim) if node.REID_IAM else None,
             eta=node.ETA,
             lam=node.LAMBDA,
         )
@@ -139,7 +156,7 @@ class HybridPretrain(PersonSearchRCNN):
         )
         terms = {}
         if self.det_iam is not None:
-            det_map = features[self.roi_heads.box_in_features[0]]
+            det_map = features[self.roi_heads.in_features[0]]
             terms["det"] = self.det_iam(det_map, domains, box_features, image_index)
         if self.reid_iam is not None:
             rois = torch.arange(len(image_index), device=self.device)
