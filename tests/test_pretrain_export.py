@@ -49,7 +49,7 @@ def test_export_loads_into_the_baseline(checkpoint, parts, tmp_path):
 
 
 def test_export_backbone_loads_into_psdiff_fpn(checkpoint, tmp_path):
-    cfg = tiny_cfg(CONFIGS / "psdiff_tiny_synthps.yaml")
+    cfg = tiny_cfg(CONFIGS / "quick_schedules" / "psdiff_tiny_synthps.yaml")
     cfg.PS.BACKBONE.NAME = "mobilenetv2_050"
     target = build(cfg, seed=3)
     DetectionCheckpointer(target).load(str(export(checkpoint, "backbone", tmp_path)))
