@@ -4,6 +4,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from detectron2.structures import Boxes
+
+from ps_plugin.modeling.common.views import flatten_views
+from ps_plugin.modeling.pretrain.meta_arch import gt_box_features
 from ps_plugin.modeling.pretrain.simsiam import (
     PredictionMLP,
     embedding_spread,
@@ -68,6 +72,22 @@ def two_view_batch(second_view_boxes=([12, 8, 44, 84], [58, 24, 92, 94])):
     }
     crop = view(3, [[30, 5, 70, 90]], [2], [0], 1)
     return [detection, crop]
+
+
+def test_flatten_views_keeps_each_input_s_views_in_order():
+    batch = two_view_batch()
+    assert [id(v) for v in flatten_views(batch)] == [id(v) for v in batch[0][VIEWS] + [batch[1]]]
+
+
+@pytest.mark.parametrize("c4", [False, True])
+def test_gt_box_embeddings_are_the_baseline_heads_own(c4):
+    """The SimSiam / re-id IAM embeddings of boxes are what the baseline's embed_boxes gives them."""
+    model = build(pretrain_cfg(c4=c4)).eval()
+    features = model.backbone(model.preprocess_image([view(1, [], [], [], 0)]).tensor)
+    boxes = [Boxes(torch.tensor([[10.0, 10.0, 40.0, 80.0], [60.0, 20.0, 90.0, 90.0]]))]
+    maps, box_features, embeddings = gt_box_features(model.roi_heads, features, boxes)
+    assert torch.allclose(embeddings, model.roi_heads.embed_boxes(features, boxes)[0], atol=1e-6)
+    assert maps.dim() == 4 and len(maps) == len(box_features) == 2
 
 
 ADV_KEYS = {f"loss_adv_{iam}_{k}" for iam in ("det", "reid") for k in ("img", "ins", "cst")}

@@ -21,8 +21,7 @@ from detectron2.utils.events import get_event_storage
 
 from ps_plugin.modeling.baseline import PersonSearchRCNN, PersonSearchRes5ROIHeads, PersonSearchStandardROIHeads
 from ps_plugin.modeling.common.domain_adversarial import DomainAlignmentModule
-from ps_plugin.modeling.spnet.training import flatten_views
-from ps_plugin.structures import VIEWS
+from ps_plugin.modeling.common.views import flatten_views, record_views
 
 from .simsiam import PredictionMLP, embedding_spread, paired_box_rows, simsiam_loss
 
@@ -39,12 +38,12 @@ def gt_box_features(roi_heads, features, boxes):
     StandardROIHeads: the RoIAlign maps and the box head's output. C4 heads (Res5ROIHeads): res5's
     maps of the RoIAlign output, which both the box predictor (averaged) and re-id read."""
     if isinstance(roi_heads, PersonSearchRes5ROIHeads):
-        maps = roi_heads._roi_features(features, boxes)
+        maps = roi_heads.roi_features(features, boxes)
         embeddings, _ = roi_heads.reid_branch(maps)
         return maps, maps.mean(dim=(2, 3)), embeddings
-    pooled = roi_heads._pooled(features, boxes)
+    pooled = roi_heads.pooled_features(features, boxes)
     box_features = roi_heads.box_head(pooled)
-    embeddings, _ = roi_heads.reid_branch(roi_heads._reid_features(pooled, box_features))
+    embeddings, _ = roi_heads.reid_branch(roi_heads.reid_inputs(pooled, box_features))
     return pooled, box_features, embeddings
 
 
@@ -131,7 +130,7 @@ class HybridPretrain(PersonSearchRCNN):
         starts = torch.tensor([0] + [len(t) for t in targets], device=self.device).cumsum(0)
         first, second, view = [], [], 0
         for record in batched_inputs:
-            count = len(record.get(VIEWS, [record]))
+            count = len(record_views(record))
             if count == 2 and record.get(INSTANCE_IDS, False):
                 rows_1, rows_2 = paired_box_rows(targets[view].gt_box_ids, targets[view + 1].gt_box_ids)
                 first.append(rows_1 + starts[view])
