@@ -9,8 +9,7 @@ from common import CONFIGS, tiny_cfg
 from ps_plugin.data.datasets.common import register_person_search
 from ps_plugin.data.datasets.detection_only import load_detection_only
 from ps_plugin.data.datasets.scene_crops import register_scene_crops
-from ps_plugin.modeling.pretrain.export import export_pretrained
-from ps_plugin.modeling.backbones.pretrained import save_checkpoint
+from ps_plugin.modeling.pretrain.export import save_export
 from test_resume import M, assert_states_equal, train_interrupted
 from train_fixtures import build_trainer, final_state, register_tiny, run_training, tiny_synthps, tiny_train_cfg
 
@@ -51,7 +50,7 @@ def test_pretraining_runs_resumes_exactly_and_exports_into_the_quickstart(synthp
     assert metrics and "loss_adv_reid_ins" in metrics[-1] and "pretrain/embedding_spread" in metrics[-1]
 
     exported = tmp_path / "hybrid.pth"
-    save_checkpoint(export_pretrained(full["model"], "backbone"), "test", str(exported))
+    save_export(full["model"], "backbone", str(exported))
     cfg = tiny_train_cfg(synthps_root, PREFIX, tmp_path / "finetune")
     cfg.MODEL.WEIGHTS = str(exported)
     trainer = build_trainer(cfg)

@@ -15,11 +15,8 @@ from ps_plugin.modeling.backbones.pretrained import (
     convert_file,
     deep_sort_mobilenetv2_file,
     load_state_dict,
-    save_checkpoint,
 )
-from ps_plugin.modeling.pretrain.export import PARTS, export_pretrained
-
-PS_CHECKPOINT = "ps-checkpoint"  # a HybridPretrain training checkpoint (docs/PRETRAIN.md)
+from ps_plugin.modeling.pretrain.export import PARTS, SOURCE as PS_CHECKPOINT, save_export  # docs/PRETRAIN.md
 
 
 def main(argv=None):
@@ -33,8 +30,7 @@ def main(argv=None):
     if args.source == PS_CHECKPOINT:
         if args.input is None:
             parser.error("--input is required for this --source")
-        exported = export_pretrained(load_state_dict(args.input), args.parts)
-        save_checkpoint(exported, PS_CHECKPOINT, args.output)
+        exported = save_export(load_state_dict(args.input), args.parts, args.output)
         print(f"{args.output}: {len(exported)} tensors ({args.parts}) from {args.input}")
         return 0
     if args.input is None:
