@@ -35,6 +35,7 @@ from ola_fixtures import ola_cfg
 from ps_plugin.engine import PersonSearchTrainer, launch
 from ps_plugin.modeling.spnet.box_detector import box_class_loss
 from ps_plugin.modeling.spnet.matching import anchor_focal_loss
+from test_pretrain_training import pretrain_train_cfg, register_pretrain_views
 from train_fixtures import (
     build_trainer,
     ddp_main,
@@ -169,7 +170,8 @@ def _tiny_input(cfg, root, prefix, output_dir):
 def every_meta_architecture_cfgs(root, work_dir):
     """{run name: config} covering every meta-architecture ps_plugin registers: the baseline, SPNet QC
     (pre-training: MoCo, 2 views) and OC with the SPNet-L layout (separate heads, a cascade step),
-    PSDiff with a saved random baseline as its teacher, and OLA (memory init and clustering hooks)."""
+    PSDiff with a saved random baseline as its teacher, OLA (memory init and clustering hooks) and
+    HybridPretrain (a detection-only view mixed with crops, alignment modules on)."""
     prefix = "ddp_archs"
     baseline = tiny_train_cfg(root, prefix, work_dir / "baseline", MAX_ITER=2)
     spnet_qc = _tiny_input(tiny_cfg(QUICK_SCHEDULES / "spnet_tiny_qc_synthps.yaml"), root, prefix, work_dir / "qc")
@@ -191,7 +193,9 @@ def every_meta_architecture_cfgs(root, work_dir):
     psdiff.PS.PSDIFF.TEACHER.update(CONFIG_FILE=str(teacher_dir / "config.yaml"),
                                     WEIGHTS=str(teacher_dir / "model_final.pth"))
     ola = ola_cfg(root, prefix, work_dir / "ola", MAX_ITER=2)
-    return {"baseline": baseline, "spnet_qc": spnet_qc, "spnet_oc": spnet_oc, "psdiff": psdiff, "ola": ola}
+    pretrain = pretrain_train_cfg(root, work_dir / "pretrain", prefix=prefix, MAX_ITER=2)
+    return {"baseline": baseline, "spnet_qc": spnet_qc, "spnet_oc": spnet_oc, "psdiff": psdiff, "ola": ola,
+            "pretrain": pretrain}
 
 
 def _train_each_main(cfgs, root, state_dir):
@@ -199,6 +203,7 @@ def _train_each_main(cfgs, root, state_dir):
     the second iteration), then record the iterations each reached on this rank."""
     torch.set_num_threads(1)
     register_tiny(root, "ddp_archs")
+    register_pretrain_views("ddp_archs")
     reached = {}
     for name, cfg in cfgs.items():
         trainer = build_trainer(cfg)

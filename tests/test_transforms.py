@@ -7,9 +7,11 @@ from common import small_input_cfg
 from ps_plugin.config import get_ps_cfg
 from ps_plugin.data.transforms import (
     CenteredPad,
+    ExpandResize,
     RandomBBoxSafeCrop,
     RandomChoice,
     RandomFocusedCrop,
+    RandomPaste,
     RandomScale,
     build_person_search_augmentation,
     crop_and_resize,
@@ -205,3 +207,61 @@ def test_unknown_recipe_is_rejected():
         build_person_search_augmentation(small_input_cfg(TRAIN_AUG="rrc3"), True)
     with pytest.raises(ValueError, match="PS.INPUT.TEST_AUG"):
         build_person_search_augmentation(small_input_cfg(TEST_AUG="rrc2"), False)
+
+
+def _unify(augmentation, crop):
+    """A person crop (whole image = the person) through `augmentation`: (canvas, its box [4])."""
+    h, w = crop.shape[:2]
+    canvas, boxes, _ = augment([augmentation], crop, np.array([[0, 0, w, h]], dtype=np.float32))
+    return canvas, boxes[0]
+
+
+def _assert_box_holds_the_crop(canvas, box, colour):
+    x0, y0, x1, y1 = np.round(box).astype(int)
+    inside = canvas[y0 + 1:y1 - 1, x0 + 1:x1 - 1].reshape(-1, 3)
+    np.testing.assert_allclose(inside.mean(axis=0), colour, atol=1)
+    outside = np.ones(canvas.shape[:2], dtype=bool)
+    outside[max(y0 - 3, 0):y1 + 3, max(x0 - 3, 0):x1 + 3] = False  # the (antialiased) resize blurs the edge
+    assert canvas[outside].max() == 0  # black everywhere else
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_expand_resize_keeps_the_crops_box(seed):
+    np.random.seed(seed)
+    crop = np.full((60, 20, 3), PALETTE[1], dtype=np.uint8)
+    canvas, box = _unify(ExpandResize((1.5, 3.0), (96, 128)), crop)
+    assert canvas.shape[:2] == (96, 128)
+    # The canvas is 1.5-3 x the crop on each side, resized to 128 x 96: the box's share of each side.
+    assert 1 / 3 - 0.02 <= (box[2] - box[0]) / 128 <= 1 / 1.5 + 0.02
+    assert 1 / 3 - 0.02 <= (box[3] - box[1]) / 96 <= 1 / 1.5 + 0.02
+    _assert_box_holds_the_crop(canvas, box, PALETTE[1])
+
+
+def test_expand_resize_at_a_fixed_ratio_gives_the_exact_share():
+    np.random.seed(0)
+    canvas, box = _unify(ExpandResize((2.0, 2.0), (80, 40)), np.full((40, 20, 3), 200, dtype=np.uint8))
+    np.testing.assert_allclose([box[2] - box[0], box[3] - box[1]], [20, 40], atol=1e-4)
+
+
+def test_random_paste_keeps_the_crops_size_and_box():
+    np.random.seed(3)
+    crop = np.full((50, 20, 3), PALETTE[2], dtype=np.uint8)
+    canvas, box = _unify(RandomPaste((100, 120)), crop)
+    assert canvas.shape[:2] == (100, 120)
+    np.testing.assert_allclose([box[2] - box[0], box[3] - box[1]], [20, 50])
+    _assert_box_holds_the_crop(canvas, box, PALETTE[2])
+
+
+def test_random_paste_shrinks_a_crop_larger_than_the_canvas():
+    np.random.seed(0)
+    canvas, box = _unify(RandomPaste((50, 50)), np.full((200, 40, 3), 90, dtype=np.uint8))
+    np.testing.assert_allclose([box[2] - box[0], box[3] - box[1]], [10, 50])
+
+
+def test_unification_bad_input_errors():
+    with pytest.raises(ValueError, match="canvas_ratio must satisfy 1 <= low"):
+        ExpandResize((0.8, 2.0), (64, 64))
+    empty = np.zeros((0, 10, 3), dtype=np.uint8)
+    for augmentation in (ExpandResize((1.0, 2.0), (64, 64)), RandomPaste((64, 64))):
+        with pytest.raises(ValueError, match="zero-size person crop"):
+            augmentation.get_transform(empty)

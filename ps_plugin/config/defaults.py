@@ -3,6 +3,7 @@ from detectron2.config import CfgNode as CN
 
 from ps_plugin.modeling.laid.config import add_laid_config
 from ps_plugin.modeling.ola.config import add_ola_config
+from ps_plugin.modeling.pretrain.config import add_pretrain_config
 from ps_plugin.modeling.psdiff.config import add_psdiff_config
 from ps_plugin.modeling.spnet.config import add_spnet_config
 
@@ -17,6 +18,10 @@ def add_data_config(cfg):
     _C.PS.DATA = CN()
     # One domain tag per entry of DATASETS.TRAIN (e.g. ("source", "target")); empty: all "source".
     _C.PS.DATA.TRAIN_DOMAINS = ()
+    # One sampling ratio per entry of DATASETS.TRAIN (e.g. (2, 1, 1)): the datasets are mixed in these
+    # proportions (data/samplers.py MixedStreamDataset) and every record gets its "dataset_id". Empty:
+    # one shuffled stream over all records.
+    _C.PS.DATA.TRAIN_RATIOS = ()
     # Drop training images that hold no person box (Detectron2's FILTER_EMPTY_ANNOTATIONS equivalent).
     _C.PS.DATA.FILTER_EMPTY = False
 
@@ -87,3 +92,4 @@ def add_ps_config(cfg):
     add_psdiff_config(cfg)
     add_ola_config(cfg)
     add_laid_config(cfg)
+    add_pretrain_config(cfg)

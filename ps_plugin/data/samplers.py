@@ -10,7 +10,9 @@ Detectron2 shards the sampler over loader workers (worker w takes elements w, w+
 DataLoader returns the workers' batches round-robin; the sampler emits positions in the order
 that makes the k-th batch of worker w exactly iteration start + k*W + w.
 """
+import math
 import random
+from fractions import Fraction
 
 import numpy as np
 import torch
@@ -114,3 +116,82 @@ def set_rng_state(state):
     torch.set_rng_state(state["torch"])
     np.random.set_state((kind, keys.numpy().astype(np.uint32), position, has_gauss, cached_gaussian))
     random.setstate(state["python"])
+
+
+def integer_weights(ratios):
+    """Positive ratios (e.g. (2, 1, 1) or (0.5, 0.25, 0.25)) -> the smallest integer weights in the same
+    proportion (ratios read as fractions with denominators up to 100). ValueError for a ratio <= 0."""
+    if not ratios or any(r <= 0 for r in ratios):
+        raise ValueError(f"Dataset ratios must be positive, one per training dataset; got {tuple(ratios)}.")
+    fractions = [Fraction(str(r)).limit_denominator(100) for r in ratios]
+    denominator = math.lcm(*(f.denominator for f in fractions))
+    weights = [int(f * denominator) for f in fractions]
+    divisor = math.gcd(*weights)
+    return [w // divisor for w in weights]
+
+
+class MixedStreamDataset(Dataset):
+    """Maps a stream position to a record of one of N sources, mixed in fixed integer ratios.
+
+    Positions form cycles of C = sum(w) positions; cycle c holds w_s positions of source s, in an
+    order drawn per cycle from (seed, c) (grouped by source, in source order, with shuffle=False).
+    The k-th position of source s (k = c * w_s + its rank among s's positions of cycle c) is
+    position k of that source's own ShuffledStreamDataset (its seed derived from (seed, s)). So every
+    position maps to one record by a pure function: resume and DDP are exact as with
+    ShuffledStreamDataset, and every window of C positions aligned to a cycle holds exactly w_s
+    records of source s (a batch of B = m * C positions: m * w_s each).
+
+    Each record is a shallow copy with "dataset_id" = s and "stream_seed" (SeededMapper).
+    """
+
+    def __init__(self, sources, ratios, seed=0, shuffle=True, names=None):
+        """
+        Args:
+            sources: N lists of records.
+            ratios: N positive numbers (integer_weights).
+            names: N names for error messages (default "source <s>").
+        """
+        names = list(names) if names is not None else [f"source {s}" for s in range(len(sources))]
+        if len(ratios) != len(sources):
+            raise ValueError(f"{len(ratios)} dataset ratios {tuple(ratios)} for {len(sources)} datasets {names}: give one each.")
+        for name, records in zip(names, sources):
+            if not records:
+                raise ValueError(f"Training dataset '{name}' has no record: check its folder, or drop it from DATASETS.TRAIN.")
+        self.weights = integer_weights(ratios)
+        self.streams = [
+            ShuffledStreamDataset(records, seed=int(np.random.SeedSequence([seed, s]).generate_state(1)[0]), shuffle=shuffle)
+            for s, records in enumerate(sources)
+        ]
+        self.seed = seed
+        self.shuffle = shuffle
+        self._pattern = np.repeat(np.arange(len(sources)), self.weights)
+        self._cycle, self._slots = -1, None
+
+    def __len__(self):
+        return sum(len(stream) for stream in self.streams)
+
+    def _slots_of_cycle(self, cycle):
+        """(source [C], rank of the slot among its source's slots [C]) of one cycle."""
+        if cycle != self._cycle:
+            order = np.random.default_rng([self.seed, cycle]).permutation(self._pattern) if self.shuffle else self._pattern
+            ranks = np.zeros(len(order), dtype=np.int64)
+            for s in range(len(self.streams)):
+                ranks[order == s] = np.arange(self.weights[s])
+            self._cycle, self._slots = cycle, (order, ranks)
+        return self._slots
+
+    def __getitem__(self, position):
+        cycle, slot = divmod(position, len(self._pattern))
+        sources, ranks = self._slots_of_cycle(cycle)
+        source = int(sources[slot])
+        record = self.streams[source][cycle * self.weights[source] + int(ranks[slot])]
+        record["dataset_id"] = source
+        return record
+
+
+def split_by_dataset(records, names):
+    """Records grouped by their "dataset_name" in the order of `names` -> list of N lists."""
+    groups = {name: [] for name in names}
+    for record in records:
+        groups[record["dataset_name"]].append(record)
+    return [groups[name] for name in names]

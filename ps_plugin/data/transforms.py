@@ -28,6 +28,8 @@ __all__ = [
     "RandomFocusedCrop",
     "RandomBBoxSafeCrop",
     "RandomChoice",
+    "ExpandResize",
+    "RandomPaste",
     "crop_and_resize",
     "eroded_union",
     "build_person_search_augmentation",
@@ -235,3 +237,59 @@ def build_person_search_augmentation(cfg, is_train):
     else:
         augs = [RandomScale(cfg.PS.INPUT.SCALE_RANGE)] + _random_crops(cfg, recipe)
     return augs + [T.RandomFlip(prob=cfg.PS.INPUT.FLIP_PROB, horizontal=True, vertical=False)]
+
+
+class ExpandResize(T.Augmentation):
+    """Hybrid pre-training's "expand_resize" (Tian et al. 2024, Fig. 3b, Table 4): place a person
+    crop at a random position of a canvas `rw` x its width by `rh` x its height (rw, rh drawn
+    uniformly and independently from `canvas_ratio` = (low, high), low >= 1, so the canvas has a
+    random aspect ratio), then resize the canvas to `out_hw` = (h, w). The crop's full-image box
+    follows the transform, so it stays the person's box on the canvas. Padding is black.
+    """
+
+    def __init__(self, canvas_ratio, out_hw, interp=Image.BILINEAR):
+        super().__init__()
+        if not 1 <= canvas_ratio[0] <= canvas_ratio[1]:
+            raise ValueError(
+                f"expand_resize: canvas_ratio must satisfy 1 <= low <= high (a canvas at least as large as "
+                f"the crop), got {tuple(canvas_ratio)}; set PS.PRETRAIN.CANVAS_RATIO."
+            )
+        self.canvas_ratio = tuple(canvas_ratio)
+        self.out_hw = tuple(out_hw)
+        self.interp = interp
+
+    def get_transform(self, image):
+        h, w = _crop_size(image)
+        canvas_w = math.ceil(w * np.random.uniform(*self.canvas_ratio))
+        canvas_h = math.ceil(h * np.random.uniform(*self.canvas_ratio))
+        x0, y0 = np.random.randint(canvas_w - w + 1), np.random.randint(canvas_h - h + 1)
+        return crop_and_resize(-int(x0), -int(y0), canvas_w, canvas_h, w, h, self.out_hw)
+
+
+class RandomPaste(T.Augmentation):
+    """Hybrid pre-training's "random_paste" (Table 4): paste a person crop at a uniformly random
+    position of a black `out_hw` = (h, w) canvas; a crop larger than the canvas is first scaled down,
+    keeping its aspect ratio, to fit. The crop's full-image box follows the transform."""
+
+    def __init__(self, out_hw, interp=Image.BILINEAR):
+        super().__init__()
+        self.out_hw = tuple(out_hw)
+        self.interp = interp
+
+    def get_transform(self, image):
+        h, w = _crop_size(image)
+        out_h, out_w = self.out_hw
+        scale = min(1.0, out_h / h, out_w / w)
+        new_h, new_w = max(1, int(h * scale)), max(1, int(w * scale))
+        x0, y0 = np.random.randint(out_w - new_w + 1), np.random.randint(out_h - new_h + 1)
+        tfms = [T.ResizeTransform(h, w, new_h, new_w, self.interp)] if scale < 1 else []
+        tfms.append(T.PadTransform(int(x0), int(y0), out_w - new_w - x0, out_h - new_h - y0, new_w, new_h, pad_value=0))
+        return T.TransformList(tfms)
+
+
+def _crop_size(image):
+    """(h, w) of a person crop; ValueError for a zero-size crop."""
+    h, w = image.shape[:2]
+    if h == 0 or w == 0:
+        raise ValueError(f"Data unification got a zero-size person crop ({h} x {w} pixels): check the crop's box.")
+    return h, w

@@ -5,6 +5,7 @@ from detectron2.checkpoint import DetectionCheckpointer
 
 from ps_plugin.data.identities import IdentityMap
 from ps_plugin.modeling.common.num_pids import identity_tables, size_identity_tables_from_checkpoint
+from ps_plugin.modeling.pretrain.export import MIN_BACKBONE_MATCH_KEY, check_backbone_match
 from ps_plugin.utils.files import load_torch_file
 
 __all__ = ["PersonSearchCheckpointer"]
@@ -27,10 +28,14 @@ class PersonSearchCheckpointer(DetectionCheckpointer):
       checkpoint's row count, so inference needs only the checkpoint;
     - with an "identities" checkpointable (the trainer's IdentityMap), loads the identity tables of
       MODEL.WEIGHTS only when that checkpoint recorded the same identities: rows of other people
-      are left at zero (a log line says so) instead of being trained on as if they matched.
+      are left at zero (a log line says so) instead of being trained on as if they matched;
+    - refuses a checkpoint that declares MIN_BACKBONE_MATCH_KEY (an exported pre-training checkpoint,
+      ps_plugin.modeling.pretrain.export) when it fills under that share of the model's backbone
+      tensors: ValueError naming the file, where Detectron2 only logs the names it could not load.
     """
 
     def _load_file(self, filename):
+        self._loading = filename
         if filename.endswith((".pkl", ".pyth")):
             logger.warning(PICKLE_WARNING.format(filename))
             return super()._load_file(filename)
@@ -53,4 +58,8 @@ class PersonSearchCheckpointer(DetectionCheckpointer):
                 for key in identity_tables(self.model):
                     state.pop(key, None)
                     state.pop(f"module.{key}", None)
-        return super()._load_model(checkpoint)
+        incompatible = super()._load_model(checkpoint)
+        minimum = checkpoint.get(MIN_BACKBONE_MATCH_KEY)
+        if minimum is not None:
+            check_backbone_match(self.model.state_dict(), incompatible.missing_keys, minimum, self._loading)
+        return incompatible

@@ -15,9 +15,19 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from ps_plugin.config import load_teacher_cfg
+from ps_plugin.data.datasets.crops import CROP_BOX
 from ps_plugin.data.identities import load_training_records
 from ps_plugin.data.mapper import PersonSearchDatasetMapper
-from ps_plugin.data.samplers import SeededMapper, ShuffledStreamDataset, StreamPositionSampler, rng_state, set_rng_state
+from ps_plugin.data.samplers import (
+    MixedStreamDataset,
+    SeededMapper,
+    ShuffledStreamDataset,
+    StreamPositionSampler,
+    rng_state,
+    set_rng_state,
+    split_by_dataset,
+)
+from ps_plugin.data.unification import HybridDatasetMapper
 from ps_plugin.engine.checkpointer import PersonSearchCheckpointer
 from ps_plugin.engine.finite_loss import FiniteLossAMPTrainer, FiniteLossTrainer
 from ps_plugin.engine.hooks import BroadcastBatchNormStatistics, EpochClusteringHook, GatherRNGStates, MemoryInitHook
@@ -76,6 +86,22 @@ def _tag_domains(records, cfg):
         if record.get("dataset_name") in domains:
             record["domain"] = domains[record["dataset_name"]]
     return records
+
+
+def training_stream(records, cfg):
+    """The position -> record map of the training stream: one shuffled stream over all records, or,
+    with PS.DATA.TRAIN_RATIOS, the datasets of DATASETS.TRAIN mixed in those ratios, each record
+    tagged with its "dataset_id" (its index in DATASETS.TRAIN)."""
+    if not cfg.PS.DATA.TRAIN_RATIOS:
+        return ShuffledStreamDataset(records, seed=_stream_seed(cfg))
+    names = list(cfg.DATASETS.TRAIN)
+    return MixedStreamDataset(split_by_dataset(records, names), cfg.PS.DATA.TRAIN_RATIOS, seed=_stream_seed(cfg), names=names)
+
+
+def training_mapper(records, cfg):
+    """HybridDatasetMapper (data unification) when a training record is a person crop, else the plain mapper."""
+    mapper_cls = HybridDatasetMapper if any(CROP_BOX in r for r in records) else PersonSearchDatasetMapper
+    return mapper_cls(cfg, is_train=True)
 
 
 class PersonSearchTrainer(DefaultTrainer):
@@ -155,10 +181,10 @@ class PersonSearchTrainer(DefaultTrainer):
         (read when not given: person ids are identity-table rows either way)."""
         if records is None:
             records = load_training_records(cfg)[0]
-        dataset = ShuffledStreamDataset(_tag_domains(records, cfg), seed=_stream_seed(cfg))
+        dataset = training_stream(_tag_domains(records, cfg), cfg)
         return build_detection_train_loader(
             dataset,
-            mapper=SeededMapper(PersonSearchDatasetMapper(cfg, is_train=True)),
+            mapper=SeededMapper(training_mapper(records, cfg)),
             sampler=StreamPositionSampler(cfg.SOLVER.IMS_PER_BATCH, start_iter, cfg.DATALOADER.NUM_WORKERS),
             total_batch_size=cfg.SOLVER.IMS_PER_BATCH,
             aspect_ratio_grouping=cfg.DATALOADER.ASPECT_RATIO_GROUPING,

@@ -2,6 +2,7 @@
 from . import backbones  # noqa: F401  (registers build_timm_backbone)
 from . import baseline  # noqa: F401  (registers PersonSearchRCNN and its ROI heads)
 from . import ola  # noqa: F401  (registers OLA and its ROI heads)
+from . import pretrain  # noqa: F401  (registers HybridPretrain)
 from . import psdiff  # noqa: F401  (registers PSDiff)
 from . import spnet  # noqa: F401  (registers SPNet and build_spnet_timm_fpn_backbone)
 from .backbones import TimmBackbone

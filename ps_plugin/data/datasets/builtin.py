@@ -12,3 +12,20 @@ register_all_coco_persons()
 register_realmini()
 register_all_synthps()
 register_all_synthps(prefix="synthps_b")
+
+# Hybrid pre-training's crop and detection-only sets (docs/PRETRAIN.md).
+from .crowdhuman import register_all_crowdhuman  # noqa: E402
+from .cuhk03 import register_cuhk03_np  # noqa: E402
+from .detection_only import register_all_detection_only  # noqa: E402
+from .luperson import register_luperson  # noqa: E402
+from .market1501 import register_market1501  # noqa: E402
+from .msmt17 import register_msmt17  # noqa: E402
+from .scene_crops import register_all_scene_crops  # noqa: E402
+
+register_all_crowdhuman()
+register_cuhk03_np()
+register_all_detection_only()
+register_luperson()
+register_market1501()
+register_msmt17()
+register_all_scene_crops()

@@ -117,12 +117,13 @@ def load_state_dict(path):
     return state
 
 
-def to_checkpoint(converted, source):
-    """The dict DetectionCheckpointer loads through MODEL.WEIGHTS."""
+def to_checkpoint(converted, source, **fields):
+    """The dict DetectionCheckpointer loads through MODEL.WEIGHTS, with any further top-level `fields`."""
     return {
         "model": {k: v.clone() for k, v in converted.items()},
         "__author__": f"ps_plugin convert_pretrained ({source})",
         "matching_heuristics": True,
+        **fields,
     }
 
 
@@ -141,12 +142,17 @@ def deep_sort_mobilenetv2_file():
 def convert_file(source, input_path, output_path, timm_model="mobilenetv2_100"):
     """Convert `input_path` (a local state dict) and save the checkpoint. Returns (converted, unused)."""
     converted, unused = convert(load_state_dict(input_path), source, timm_model)
+    save_checkpoint(converted, source, output_path)
+    return converted, unused
+
+
+def save_checkpoint(converted, source, output_path, **fields):
+    """Save `to_checkpoint(converted, source, **fields)` at output_path (folders created)."""
     os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
     # Saved under a unique name, then renamed: ranks converting at once never read a partial file.
     partial = f"{output_path}.{uuid.uuid4().hex}.tmp"
-    torch.save(to_checkpoint(converted, source), partial)
+    torch.save(to_checkpoint(converted, source, **fields), partial)
     os.replace(partial, output_path)
-    return converted, unused
 
 
 def ensure_deep_sort_mobilenetv2(path):

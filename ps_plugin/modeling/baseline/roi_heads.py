@@ -34,12 +34,15 @@ class PersonSearchRes5ROIHeads(Res5ROIHeads):
         identity loss overrides it)."""
         return ReIDBranch(cfg, in_channels)
 
-    def _roi_features(self, features, boxes):
+    def roi_features(self, features, boxes):
+        """features: backbone maps {name: [B, C, H, W]}; boxes: list of B Boxes (input image, N_b each) ->
+        res5 applied to their RoIAlign crops [sum N_b, C5, P/2, P/2] (P = POOLER_RESOLUTION), the maps the
+        box predictor (averaged over space) and the re-id branch both read."""
         return self._shared_roi_transform([features[f] for f in self.in_features], boxes)
 
     def box_predictions_and_reid_features(self, features, boxes):
         """list[Boxes] per image -> (box predictor outputs, re-id branch input [sum N, C, h, w])."""
-        box_features = self._roi_features(features, boxes)
+        box_features = self.roi_features(features, boxes)
         return self.box_predictor(box_features.mean(dim=[2, 3])), box_features
 
     def forward(self, images, features, proposals, targets=None):
@@ -53,7 +56,7 @@ class PersonSearchRes5ROIHeads(Res5ROIHeads):
 
     def embed_boxes(self, features, boxes):
         """features: backbone maps; boxes: list[Boxes] per image -> ([sum N, D], [sum N] or None)."""
-        return self.reid_branch(self._roi_features(features, boxes))
+        return self.reid_branch(self.roi_features(features, boxes))
 
 
 @ROI_HEADS_REGISTRY.register()
@@ -86,17 +89,22 @@ class PersonSearchStandardROIHeads(StandardROIHeads):
         identity loss overrides it)."""
         return ReIDBranch(cfg, in_channels)
 
-    def _pooled(self, features, boxes):
+    def pooled_features(self, features, boxes):
+        """features: backbone maps {name: [B, C, H, W]}; boxes: list of B Boxes (input image, N_b each) ->
+        their RoIAlign maps [sum N_b, C, P, P] (P = POOLER_RESOLUTION), the box head's input."""
         return self.box_pooler([features[f] for f in self.box_in_features], boxes)
 
-    def _reid_features(self, pooled, box_features):
+    def reid_inputs(self, pooled, box_features):
+        """pooled: RoIAlign maps [R, C, P, P]; box_features: the box head's output [R, F] (None allowed with
+        a separate re-id box head) -> the re-id branch's input [R, F]: the separate re-id box head's output
+        on `pooled` (PS.REID.SEPARATE_BOX_HEAD), else `box_features`."""
         return box_features if self.reid_box_head is None else self.reid_box_head(pooled)
 
     def box_predictions_and_reid_features(self, features, boxes):
         """list[Boxes] per image -> (box predictor outputs, re-id branch input [sum N, C])."""
-        pooled = self._pooled(features, boxes)
+        pooled = self.pooled_features(features, boxes)
         box_features = self.box_head(pooled)
-        return self.box_predictor(box_features), self._reid_features(pooled, box_features)
+        return self.box_predictor(box_features), self.reid_inputs(pooled, box_features)
 
     def _forward_box(self, features, proposals):
         if not self.training:
@@ -108,6 +116,6 @@ class PersonSearchStandardROIHeads(StandardROIHeads):
 
     def embed_boxes(self, features, boxes):
         """features: backbone maps; boxes: list[Boxes] per image -> ([sum N, D], [sum N] or None)."""
-        pooled = self._pooled(features, boxes)
+        pooled = self.pooled_features(features, boxes)
         box_features = self.box_head(pooled) if self.reid_box_head is None else None
-        return self.reid_branch(self._reid_features(pooled, box_features))
+        return self.reid_branch(self.reid_inputs(pooled, box_features))

@@ -11,12 +11,12 @@ from .moco import MomentumContrast, label_centroids, positive_centroids
 from .pair_sampling import QueryPair, box_identity_labels, pair_group, sample_query_pairs
 from .query_conditioned import SPNetQueryConditioned
 from .swap_path import SwapPathBlock
-from .training import SPNetTraining, TrainRows, flatten_views
+from .training import SPNetTraining, TrainRows
 
 __all__ = [
     "AnchorEmbedder", "BatchNormLogits", "BoxEmbedder", "CascadeStage", "FixedNormLogits", "MomentumContrast",
     "QueryPair", "SPNet", "SPNetCascade", "SPNetQueryConditioned", "SPNetTraining", "SwapPathBlock", "TrainRows",
     "add_spnet_config", "box_identity_labels", "build_box_embedder", "build_logits_layer", "chi_mean_std",
-    "fill_missing_stage_weights", "flatten_views", "install_stage_filling_hook", "label_centroids", "pair_group",
+    "fill_missing_stage_weights", "install_stage_filling_hook", "label_centroids", "pair_group",
     "positive_centroids", "sample_query_pairs",
 ]

@@ -13,7 +13,7 @@ def box_identity_labels(views, mode="pid"):
     "box": every physical box is its own identity, shared by the k views of its image
     (weakly labeled pre-training): -(crc32(dataset/image_id) * 2**16 + gt_box_id) - 1.
     "pid": gt_pids >= 0 are the identity; unlabeled boxes (-1) get their "box" identity.
-    `views` are the flattened view dicts (see training.flatten_views) with "instances"
+    `views` are the flattened view dicts (see modeling.common.views.flatten_views) with "instances"
     (gt_pids, gt_box_ids) and the record's "dataset_name" / "image_id" / "file_name".
     """
     if mode not in LABEL_MODES:

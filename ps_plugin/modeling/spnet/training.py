@@ -6,21 +6,13 @@ import torch
 import torch.nn.functional as F
 from detectron2.structures import Boxes, pairwise_iou
 
-from ps_plugin.structures import VIEWS
+from ps_plugin.modeling.common.views import flatten_views
 
 from .box_detector import box_class_loss, box_regression_loss
 from .matching import anchor_focal_loss, hard_qc_anchors, match_boxes, sample_balanced
 from .pair_sampling import box_identity_labels, sample_query_pairs
 
-__all__ = ["SPNetTraining", "TrainRows", "embed_rows", "flatten_views"]
-
-
-def flatten_views(batched_inputs):
-    """Training inputs -> one list of view dicts (k-view inputs {VIEWS: [...]} are expanded in order)."""
-    views = []
-    for record in batched_inputs:
-        views.extend(record.get(VIEWS, [record]))
-    return views
+__all__ = ["SPNetTraining", "TrainRows", "embed_rows"]
 
 
 @dataclass

@@ -1,0 +1,188 @@
+"""Hybrid pre-training's datasets, each from a fixture in its real on-disk layout: Market-1501,
+CUHK03-NP, MSMT17 (V1 and V2), an unlabelled LUPerson-style folder, CrowdHuman `.odgt`, and crops
+of a registered MOT set."""
+import json
+
+import numpy as np
+import pytest
+from detectron2.data import DatasetCatalog, MetadataCatalog
+
+from format_fixtures import write_jpg
+from ps_plugin.data.datasets.crowdhuman import CROWDHUMAN_SPLITS, load_crowdhuman, register_all_crowdhuman
+from ps_plugin.data.datasets.crops import CROP_BOX, INSTANCE_IDS, load_unlabelled_crop_folder
+from ps_plugin.data.datasets.cuhk03 import register_cuhk03_np
+from ps_plugin.data.datasets.luperson import register_luperson
+from ps_plugin.data.datasets.market1501 import load_market_style_folder, register_market1501
+from ps_plugin.data.datasets.msmt17 import load_msmt17, register_msmt17
+from ps_plugin.data.datasets.mot import register_mot_sequences
+from ps_plugin.data.datasets.scene_crops import load_scene_crops
+from test_datasets_mot import write_sequence
+
+MARKET_FILES = {  # name -> (width, height)
+    "0002_c1s1_000451_03.jpg": (64, 128),
+    "0002_c2s1_000301_01.jpg": (60, 120),
+    "0007_c3s3_077419_03.jpg": (64, 128),
+    "-1_c1s1_000401_03.jpg": (40, 90),       # junk: skipped
+    "0000_c6s1_002976_07.jpg": (40, 90),     # distractor: skipped
+}
+
+
+def _pids(records):
+    return [a["person_id"] for r in records for a in r["annotations"]]
+
+
+def write_market(folder):
+    for name, (w, h) in MARKET_FILES.items():
+        write_jpg(str(folder / name), w, h)
+    return folder
+
+
+def test_market_folder_keeps_identities_renumbered_and_skips_junk(tmp_path):
+    records = load_market_style_folder(str(write_market(tmp_path / "market1501" / "bounding_box_train")))
+    assert [r["image_id"] for r in records] == ["0002_c1s1_000451_03.jpg", "0002_c2s1_000301_01.jpg", "0007_c3s3_077419_03.jpg"]
+    assert _pids(records) == [0, 0, 1]
+    assert [r["camera_id"] for r in records] == [0, 1, 2]
+    assert records[1][CROP_BOX] == [0.0, 0.0, 60.0, 120.0]
+    assert records[1]["annotations"][0]["bbox"] == [0.0, 0.0, 60.0, 120.0]
+    assert not any(r.get(INSTANCE_IDS) for r in records)
+
+
+def test_market_style_name_errors_name_the_file(tmp_path):
+    write_jpg(str(tmp_path / "crops" / "person.jpg"), 10, 20)
+    with pytest.raises(ValueError, match="person.jpg' is not named like a Market-1501 crop"):
+        load_market_style_folder(str(tmp_path / "crops"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="holds no"):
+        load_market_style_folder(str(tmp_path / "empty"))
+
+
+def test_msmt17_v1_and_v2_list_layouts(tmp_path):
+    lines = ["0000/0000_000_01_0303morning_0015_0.jpg 0", "0000/0000_001_05_0303noon_0042_1.jpg 0",
+             "0003/0003_000_15_0113afternoon_0301_0.jpg 3"]
+    for version, image_dir in (("v1", "train"), ("v2", "mask_train_v2")):
+        base = tmp_path / version
+        for line in lines:
+            write_jpg(str(base / image_dir / line.split()[0]), 30, 80)
+        (base / "list_train.txt").write_text("\n".join(lines) + "\n")
+        records = load_msmt17(str(base))
+        assert _pids(records) == [0, 0, 1]
+        assert [r["camera_id"] for r in records] == [0, 4, 14]
+        assert records[2]["file_name"] == str(base / image_dir / "0003" / "0003_000_15_0113afternoon_0301_0.jpg")
+    (tmp_path / "v1" / "list_train.txt").write_text("0000/0000_000_01_0303morning_0015_0.jpg\n")
+    with pytest.raises(ValueError, match=r"list_train.txt:1: expected `<image path> <person id>`"):
+        load_msmt17(str(tmp_path / "v1"))
+
+
+def test_unlabelled_folder_gives_one_identity_per_crop(tmp_path):
+    for name in ("a/1.jpg", "a/2.png", "b/3.jpg"):
+        write_jpg(str(tmp_path / "luperson" / name), 20, 50)
+    (tmp_path / "luperson" / "notes.txt").write_text("not an image")
+    records = load_unlabelled_crop_folder(str(tmp_path / "luperson"))
+    assert [r["image_id"] for r in records] == ["a/1.jpg", "a/2.png", "b/3.jpg"]
+    assert _pids(records) == [0, 1, 2]
+    assert all(r[INSTANCE_IDS] for r in records)
+
+
+def write_crowdhuman(base):
+    entries = [
+        {"ID": "273271,c9db000d5146c15", "gtboxes": [
+            {"tag": "person", "fbox": [10, 20, 30, 60], "vbox": [10, 20, 30, 40], "extra": {"box_id": 0, "occ": 0}},
+            {"tag": "person", "fbox": [70, -10, 40, 80], "extra": {"box_id": 1, "ignore": 0}},  # clipped at y = 0
+            {"tag": "person", "fbox": [5, 5, 10, 10], "extra": {"box_id": 2, "ignore": 1}},    # ignore region
+            {"tag": "mask", "fbox": [50, 50, 20, 20], "extra": {"box_id": 3, "ignore": 1}},    # crowd mask
+        ]},
+        {"ID": "284193,faa9000f2678b5e", "gtboxes": [{"tag": "person", "fbox": [1, 2, 3, 4], "extra": {"box_id": 0}}]},
+        {"ID": "empty,0", "gtboxes": []},
+    ]
+    for entry in entries:
+        write_jpg(str(base / "Images" / f"{entry['ID']}.jpg"), 100, 80)
+    (base / "annotation_train.odgt").write_text("".join(json.dumps(e) + "\n" for e in entries))
+    return base
+
+
+def test_crowdhuman_full_boxes_ignore_regions_and_one_identity_per_box(tmp_path):
+    base = write_crowdhuman(tmp_path / "crowdhuman")
+    records = load_crowdhuman(str(base / "annotation_train.odgt"), str(base / "Images"))
+    assert [r["image_id"] for r in records] == ["273271,c9db000d5146c15", "284193,faa9000f2678b5e", "empty,0"]
+    assert [a["bbox"] for a in records[0]["annotations"]] == [[10, 20, 40, 80], [70, 0, 100, 70]]
+    np.testing.assert_array_equal(records[0]["ignore_regions"], [[5, 5, 15, 15], [50, 50, 70, 70]])
+    assert records[2]["ignore_regions"].shape == (0, 4)
+    assert _pids(records) == [0, 1, 2]
+    assert all(r[INSTANCE_IDS] and (r["height"], r["width"]) == (80, 100) for r in records)
+    (base / "annotation_train.odgt").write_text('{"ID": "x"}\n')
+    with pytest.raises(ValueError, match="annotation_train.odgt:1: a CrowdHuman entry needs"):
+        load_crowdhuman(str(base / "annotation_train.odgt"), str(base / "Images"))
+
+
+@pytest.fixture
+def registered_mot(tmp_path):
+    """A registered 2-frame MOT set `pretrain_test_mot`: tracks 5, 9 in frame 1, track 5 in frame 2."""
+    rows = [(1, 5, 10, 5, 20, 30, 1), (1, 9, 40, 0, 10, 10, 1), (2, 5, 12, 6, 20, 30, 1)]
+    write_sequence(tmp_path / "seq", rows, n_frames=2)
+    register_mot_sequences("pretrain_test_mot", [str(tmp_path / "seq")])
+    yield "pretrain_test_mot"
+    DatasetCatalog.remove("pretrain_test_mot")
+    MetadataCatalog.remove("pretrain_test_mot")
+
+
+def test_crops_of_a_registered_mot_set_point_at_the_scene(tmp_path, registered_mot):
+    crops = load_scene_crops("pretrain_test_mot")
+    assert [r["image_id"] for r in crops] == ["seq/000001.jpg#0", "seq/000001.jpg#1", "seq/000002.jpg#0"]
+    assert [r["file_name"] for r in crops] == [str(tmp_path / "seq" / "img1" / f"00000{i}.jpg") for i in (1, 1, 2)]
+    assert [r[CROP_BOX] for r in crops] == [[10, 5, 30, 35], [40, 0, 50, 10], [12, 6, 32, 36]]
+    assert _pids(crops) == [0, 1, 0]
+    assert _pids(load_scene_crops("pretrain_test_mot", identities="each")) == [0, 1, 2]
+    assert _pids(load_scene_crops("pretrain_test_mot", min_height=20)) == [0, 0]
+    with pytest.raises(ValueError, match="no person box at least 100"):
+        load_scene_crops("pretrain_test_mot", min_height=100)
+
+
+REGISTRATIONS = {
+    register_market1501: ["market1501_train"],
+    register_cuhk03_np: ["cuhk03_np_labeled_train", "cuhk03_np_detected_train"],
+    register_msmt17: ["msmt17_train"],
+    register_luperson: ["luperson_crops"],
+    register_all_crowdhuman: list(CROWDHUMAN_SPLITS),
+}
+
+
+def _reregister():
+    for register, names in REGISTRATIONS.items():
+        for name in names:
+            DatasetCatalog.remove(name)
+            MetadataCatalog.remove(name)
+        register()
+
+
+@pytest.fixture
+def fresh_registrations():
+    _reregister()
+    yield
+    _reregister()
+
+
+def test_builtin_names_read_their_folders_under_the_datasets_root(tmp_path, monkeypatch, fresh_registrations):
+    write_market(tmp_path / "market1501" / "bounding_box_train")
+    write_jpg(str(tmp_path / "cuhk03_np" / "labeled" / "bounding_box_train" / "0001_c1_1.png"), 30, 70)
+    write_jpg(str(tmp_path / "luperson" / "x.jpg"), 30, 70)
+    write_crowdhuman(tmp_path / "crowdhuman")
+    monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path))
+    assert len(DatasetCatalog.get("market1501_train")) == 3
+    assert MetadataCatalog.get("market1501_train").num_pids == 2
+    assert _pids(DatasetCatalog.get("cuhk03_np_labeled_train")) == [0]
+    assert len(DatasetCatalog.get("luperson_crops")) == 1
+    assert len(DatasetCatalog.get("crowdhuman_train")) == 3
+    assert MetadataCatalog.get("crowdhuman_train").num_pids == 3
+    with pytest.raises(FileNotFoundError, match="cuhk03_np/detected/bounding_box_train"):
+        DatasetCatalog.get("cuhk03_np_detected_train")
+    with pytest.raises(FileNotFoundError, match="list_train.txt"):
+        DatasetCatalog.get("msmt17_train")
+
+
+def test_detection_only_view_of_a_registered_set_gives_each_box_its_identity(registered_mot):
+    from ps_plugin.data.datasets.detection_only import load_detection_only
+
+    records = load_detection_only(registered_mot)
+    assert _pids(records) == [0, 1, 2]
+    assert all(r[INSTANCE_IDS] and "dataset_name" not in r for r in records)
+    assert _pids(DatasetCatalog.get(registered_mot)) == [0, 1, 0]  # the source is untouched
