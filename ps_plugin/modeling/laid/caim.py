@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import torch
 from detectron2.config import configurable
 from detectron2.structures import Boxes, pairwise_iou
-from scipy.optimize import linear_sum_assignment
+
+from ps_plugin.modeling.common.assignment import hungarian_match
 
 from .config import check_laid_config
 
@@ -55,8 +56,7 @@ def jv_assignment(iou, gate):
     # Any assignment's valid costs sum to less than min(K, N): one more valid pair always wins.
     invalid_cost = float(min(iou.shape) + 1)
     cost = torch.where(valid, 1.0 - iou, torch.full_like(iou, invalid_cost))
-    rows, cols = linear_sum_assignment(cost.double().numpy())
-    rows, cols = torch.as_tensor(rows, dtype=torch.int64), torch.as_tensor(cols, dtype=torch.int64)
+    rows, cols = hungarian_match(cost.double())
     keep = valid[rows, cols]
     order = torch.argsort(cols[keep])
     return rows[keep][order], cols[keep][order]
