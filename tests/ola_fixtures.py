@@ -15,7 +15,7 @@ def ola_cfg(root, prefix, output_dir, **solver):
     """tiny_train_cfg as OLA: 8 scenes, batch 2 -> 4 iterations per epoch."""
     cfg = tiny_train_cfg(root, prefix, output_dir, **solver)
     cfg.MODEL.META_ARCHITECTURE = "OLA"
-    cfg.MODEL.ROI_HEADS.NAME = "OLAStandardROIHeads"
+    cfg.MODEL.ROI_HEADS.NAME = "MemoryReIDStandardROIHeads"
     cfg.PS.OLA.CROP_SIZE = (32, 16)
     cfg.PS.OLA.CLUSTER.update(K1=4, K2=2, MIN_SAMPLES=2, EPS=0.6)
     cfg.PS.OLA.DMBE.NUM_HEADS = 2

@@ -16,12 +16,16 @@ def add_data_config(cfg):
     """Dataset tagging shared by every method (multi-domain runs: LAID, hybrid pre-training)."""
     _C = cfg
     _C.PS.DATA = CN()
-    # One domain tag per entry of DATASETS.TRAIN (e.g. ("source", "target")); empty: all "source".
+    # One domain tag per entry of DATASETS.TRAIN (e.g. ("source", "target")); empty: all "source". A
+    # "target" set is read without its annotations (data/identities.py hide_annotations).
     _C.PS.DATA.TRAIN_DOMAINS = ()
     # One sampling ratio per entry of DATASETS.TRAIN (e.g. (2, 1, 1)): the datasets are mixed in these
     # proportions (data/samplers.py MixedStreamDataset) and every record gets its "dataset_id". Empty:
     # one shuffled stream over all records.
     _C.PS.DATA.TRAIN_RATIOS = ()
+    # With a "target" in TRAIN_DOMAINS: source and target images per batch in this ratio (B_s : B_t;
+    # data/samplers.py domain_pair_stream). LAID / DSCA: 4 + 4.
+    _C.PS.DATA.DOMAIN_RATIOS = (1, 1)
     # Drop training images that hold no person box (Detectron2's FILTER_EMPTY_ANNOTATIONS equivalent).
     _C.PS.DATA.FILTER_EMPTY = False
 

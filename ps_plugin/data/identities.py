@@ -14,7 +14,10 @@ from detectron2.data import get_detection_dataset_dicts
 
 from .datasets.common import UNLABELED
 
-__all__ = ["IdentityMap", "load_training_records"]
+# The domain tags of PS.DATA.TRAIN_DOMAINS: labelled source data, unlabelled target data (LAID).
+SOURCE, TARGET = "source", "target"
+
+__all__ = ["SOURCE", "TARGET", "IdentityMap", "hide_annotations", "load_training_records", "training_domains"]
 
 logger = logging.getLogger(__name__)
 
@@ -83,14 +86,44 @@ class IdentityMap:
                          for name, ids in self.person_ids.items()) or "no sets"
 
 
+def training_domains(cfg):
+    """{DATASETS.TRAIN name: "source" | "target"} from PS.DATA.TRAIN_DOMAINS (all "source" when empty);
+    ValueError naming the key for a wrong length or an unknown tag."""
+    names, tags = list(cfg.DATASETS.TRAIN), list(cfg.PS.DATA.TRAIN_DOMAINS)
+    if not tags:
+        return {name: SOURCE for name in names}
+    if len(tags) != len(names):
+        raise ValueError(f"PS.DATA.TRAIN_DOMAINS={tuple(tags)} must give one tag per DATASETS.TRAIN entry {tuple(names)}.")
+    unknown = sorted(set(tags) - {SOURCE, TARGET})
+    if unknown:
+        raise ValueError(f"PS.DATA.TRAIN_DOMAINS: unknown tags {unknown}; use '{SOURCE}' (labelled) or '{TARGET}' (unlabelled).")
+    return dict(zip(names, tags))
+
+
+def hide_annotations(records, domain):
+    """Copies of `records` tagged with `domain` and, for the unlabelled target domain, with no
+    "annotations": target boxes and identities never reach the model (or the identity tables)."""
+    hidden = []
+    for record in records:
+        record = {**record, "domain": domain}
+        if domain == TARGET:
+            record["annotations"] = []
+        hidden.append(record)
+    return hidden
+
+
 def load_training_records(cfg):
     """(records, IdentityMap): every DATASETS.TRAIN set read once (Detectron2's
-    get_detection_dataset_dicts, FILTER_EMPTY from cfg.PS.DATA), person ids replaced by table rows,
+    get_detection_dataset_dicts, FILTER_EMPTY from cfg.PS.DATA), tagged with its PS.DATA.TRAIN_DOMAINS
+    domain (a target set loses its annotations, `hide_annotations`), person ids replaced by table rows,
     concatenated in DATASETS.TRAIN order (a set named twice is read once and shares its rows)."""
+    domains = training_domains(cfg)
     loaded = {}
     for name in cfg.DATASETS.TRAIN:
         if name not in loaded:
-            loaded[name] = get_detection_dataset_dicts([name], filter_empty=cfg.PS.DATA.FILTER_EMPTY)
+            filter_empty = cfg.PS.DATA.FILTER_EMPTY and domains[name] == SOURCE
+            records = get_detection_dataset_dicts([name], filter_empty=filter_empty)
+            loaded[name] = hide_annotations(records, domains[name]) if cfg.PS.DATA.TRAIN_DOMAINS else records
     identities = IdentityMap.from_records(loaded)
     logger.info(f"Identity table rows: {identities.describe()}")
     return [r for name in cfg.DATASETS.TRAIN for r in identities.relabel(name, loaded[name])], identities

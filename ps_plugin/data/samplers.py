@@ -195,3 +195,28 @@ def split_by_dataset(records, names):
     for record in records:
         groups[record["dataset_name"]].append(record)
     return [groups[name] for name in names]
+
+
+def domain_pair_stream(records, ratios, images_per_batch, seed=0):
+    """The two-domain stream of domain-adaptive training (LAID): a MixedStreamDataset over the
+    "source" and the "target" records (their "domain" tag, PS.DATA.TRAIN_DOMAINS) in `ratios`
+    (B_s : B_t), each domain with its own seeded permutation; "dataset_id" is 0 for a source record,
+    1 for a target one. `images_per_batch` (one process's batch) must hold whole cycles, so every
+    batch has exactly B_s source and B_t target images.
+    """
+    source = [r for r in records if r.get("domain") == "source"]
+    target = [r for r in records if r.get("domain") == "target"]
+    for name, part in (("source", source), ("target", target)):
+        if not part:
+            raise ValueError(
+                f"Domain-adaptive training needs {name} images: PS.DATA.TRAIN_DOMAINS must tag at least one "
+                f"DATASETS.TRAIN entry '{name}', and that set must hold images."
+            )
+    stream = MixedStreamDataset([source, target], ratios, seed=seed, names=["the source domain", "the target domain"])
+    cycle = sum(stream.weights)
+    if images_per_batch % cycle:
+        raise ValueError(
+            f"A batch of {images_per_batch} images per process cannot hold source and target images in the ratio "
+            f"{tuple(ratios)} (PS.DATA.DOMAIN_RATIOS): make SOLVER.IMS_PER_BATCH / processes a multiple of {cycle}."
+        )
+    return stream

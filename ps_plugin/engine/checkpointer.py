@@ -19,11 +19,23 @@ PICKLE_WARNING = (
 )
 
 
+def size_variable_tables(model, state_dict):
+    """Call `size_from_state_dict(prefix, state_dict)` on every module that has one (a table whose row
+    count changes during training, e.g. LAID's ProxyMemory), so Detectron2 loads it instead of skipping
+    it for a shape mismatch. Keys may carry DDP's "module." prefix."""
+    if any(key.startswith("module.") for key in state_dict):
+        state_dict = {key[len("module."):]: value for key, value in state_dict.items()}
+    for name, module in model.named_modules():
+        if hasattr(module, "size_from_state_dict"):
+            module.size_from_state_dict(f"{name}." if name else "", state_dict)
+
+
 class PersonSearchCheckpointer(DetectionCheckpointer):
     """DetectionCheckpointer that
 
     - reads .pth files with torch.load(weights_only=True) (tensors and containers only, no code) and
       names a truncated or foreign file; warns that a .pkl runs code when Detectron2 unpickles it;
+    - gives every table that changes size in training (`size_variable_tables`) the checkpoint's rows;
     - gives the model's unsized identity tables (PS.REID.NUM_PIDS 0, no training data read) the
       checkpoint's row count, so inference needs only the checkpoint;
     - with an "identities" checkpointable (the trainer's IdentityMap), loads the identity tables of
@@ -47,6 +59,7 @@ class PersonSearchCheckpointer(DetectionCheckpointer):
     def _load_model(self, checkpoint):
         state = checkpoint.get("model", {})
         size_identity_tables_from_checkpoint(self.model, state)
+        size_variable_tables(self.model, state)
         current, saved = self.checkpointables.get("identities"), checkpoint.get("identities")
         if current is not None and saved is not None:
             saved_map = IdentityMap(dict(zip(saved["datasets"], saved["person_ids"])))

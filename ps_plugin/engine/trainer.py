@@ -16,12 +16,13 @@ from detectron2.utils.logger import setup_logger
 
 from ps_plugin.config import load_teacher_cfg
 from ps_plugin.data.datasets.crops import CROP_BOX
-from ps_plugin.data.identities import load_training_records
+from ps_plugin.data.identities import TARGET, load_training_records
 from ps_plugin.data.mapper import PersonSearchDatasetMapper
 from ps_plugin.data.samplers import (
     MixedStreamDataset,
     SeededMapper,
     ShuffledStreamDataset,
+    domain_pair_stream,
     StreamPositionSampler,
     rng_state,
     set_rng_state,
@@ -30,6 +31,7 @@ from ps_plugin.data.samplers import (
 from ps_plugin.data.unification import HybridDatasetMapper
 from ps_plugin.engine.checkpointer import PersonSearchCheckpointer
 from ps_plugin.engine.finite_loss import FiniteLossAMPTrainer, FiniteLossTrainer
+from ps_plugin.engine.domain_adaptation import TargetPseudoLabelHook
 from ps_plugin.engine.hooks import BroadcastBatchNormStatistics, EpochClusteringHook, GatherRNGStates, MemoryInitHook
 from ps_plugin.engine.optimizer import build_person_search_optimizer
 from ps_plugin.evaluation import (
@@ -40,6 +42,7 @@ from ps_plugin.evaluation import (
 )
 from ps_plugin.modeling.common import ClusterMemoryModel
 from ps_plugin.modeling.common.num_pids import size_identity_tables
+from ps_plugin.modeling.laid import LAID
 
 logger = logging.getLogger(__name__)
 
@@ -79,19 +82,15 @@ def _stream_seed(cfg):
     return max(cfg.SEED, 0)
 
 
-def _tag_domains(records, cfg):
-    """Override each record's "domain" by PS.DATA.TRAIN_DOMAINS (one per DATASETS.TRAIN entry)."""
-    domains = dict(zip(cfg.DATASETS.TRAIN, cfg.PS.DATA.TRAIN_DOMAINS))
-    for record in records:
-        if record.get("dataset_name") in domains:
-            record["domain"] = domains[record["dataset_name"]]
-    return records
-
-
 def training_stream(records, cfg):
-    """The position -> record map of the training stream: one shuffled stream over all records, or,
-    with PS.DATA.TRAIN_RATIOS, the datasets of DATASETS.TRAIN mixed in those ratios, each record
-    tagged with its "dataset_id" (its index in DATASETS.TRAIN)."""
+    """The position -> record map of the training stream: one shuffled stream over all records; with a
+    "target" among PS.DATA.TRAIN_DOMAINS, the source and target images in PS.DATA.DOMAIN_RATIOS per
+    batch (domain_pair_stream); or, with PS.DATA.TRAIN_RATIOS, the datasets of DATASETS.TRAIN mixed in
+    those ratios. Both mixed streams tag each record with its "dataset_id" (the domain: 0 source,
+    1 target; or the index in DATASETS.TRAIN)."""
+    if TARGET in cfg.PS.DATA.TRAIN_DOMAINS:
+        local_batch = cfg.SOLVER.IMS_PER_BATCH // comm.get_world_size()
+        return domain_pair_stream(records, cfg.PS.DATA.DOMAIN_RATIOS, local_batch, seed=_stream_seed(cfg))
     if not cfg.PS.DATA.TRAIN_RATIOS:
         return ShuffledStreamDataset(records, seed=_stream_seed(cfg))
     names = list(cfg.DATASETS.TRAIN)
@@ -143,7 +142,8 @@ class PersonSearchTrainer(DefaultTrainer):
     def build_hooks(self):
         """Detectron2's hooks, after `GatherRNGStates` and `BroadcastBatchNormStatistics` (which must run
         before the checkpointer) and, for a model trained with pseudo labels (ClusterMemoryModel), the
-        memory-init and epoch-clustering hooks (before the checkpointer and the evaluation)."""
+        memory-init and epoch-clustering hooks, and for LAID its stage-1 hook (before the checkpointer and
+        the evaluation)."""
         hooks = [GatherRNGStates(), BroadcastBatchNormStatistics()]
         if isinstance(getattr(self.model, "module", self.model), ClusterMemoryModel):
             records = self.train_records
@@ -152,6 +152,8 @@ class PersonSearchTrainer(DefaultTrainer):
                 MemoryInitHook(records, mapper, self.cfg.DATALOADER.NUM_WORKERS),
                 EpochClusteringHook(len(records), self.cfg.SOLVER.IMS_PER_BATCH),
             ]
+        if isinstance(getattr(self.model, "module", self.model), LAID):
+            hooks.append(TargetPseudoLabelHook(self.cfg, self.train_records))
         return hooks + super().build_hooks()
 
     def train(self):
@@ -181,7 +183,7 @@ class PersonSearchTrainer(DefaultTrainer):
         (read when not given: person ids are identity-table rows either way)."""
         if records is None:
             records = load_training_records(cfg)[0]
-        dataset = training_stream(_tag_domains(records, cfg), cfg)
+        dataset = training_stream(records, cfg)
         return build_detection_train_loader(
             dataset,
             mapper=SeededMapper(training_mapper(records, cfg)),
@@ -192,21 +194,26 @@ class PersonSearchTrainer(DefaultTrainer):
         )
 
     def resume_or_load(self, resume=True):
-        """Detectron2's resume, then restart the training stream at the resumed iteration.
-
-        Starting a DataLoader iterator draws from torch's global RNG (its base seed), so the
-        checkpointed RNG state is restored again after the new iterator exists.
-        """
+        """Detectron2's resume, then restart the training stream at the resumed iteration."""
         super().resume_or_load(resume=resume)
         if self.start_iter > 0:
-            restored_rng = rng_state()
-            loader = self.build_train_loader(self.cfg, start_iter=self.start_iter, records=self.train_records)
-            # SimpleTrainer has no public way to replace its loader in 0.6 (reset_data_loader came later,
-            # and creates the iterator lazily, after the RNG restore below): set its iterator directly.
-            self._trainer.data_loader = loader
-            lazy_iterator = hasattr(self._trainer, "_data_loader_iter_obj")  # Detectron2 > 0.6
-            setattr(self._trainer, "_data_loader_iter_obj" if lazy_iterator else "_data_loader_iter", iter(loader))
-            set_rng_state(restored_rng)
+            self.restart_train_stream(self.start_iter)
+
+    def restart_train_stream(self, iteration):
+        """Replace the training loader by a new one over `self.train_records` from stream position
+        `iteration` (a resume; or LAID's pseudo-labelled target records, swapped in at an epoch start).
+
+        Starting a DataLoader iterator draws from torch's global RNG (its base seed), so the RNG
+        state is restored after the new iterator exists: the restart changes no random stream.
+        """
+        restored_rng = rng_state()
+        loader = self.build_train_loader(self.cfg, start_iter=iteration, records=self.train_records)
+        # SimpleTrainer has no public way to replace its loader in 0.6 (reset_data_loader came later,
+        # and creates the iterator lazily, after the RNG restore below): set its iterator directly.
+        self._trainer.data_loader = loader
+        lazy_iterator = hasattr(self._trainer, "_data_loader_iter_obj")  # Detectron2 > 0.6
+        setattr(self._trainer, "_data_loader_iter_obj" if lazy_iterator else "_data_loader_iter", iter(loader))
+        set_rng_state(restored_rng)
 
     def state_dict(self):
         """Iteration and hooks (Detectron2), plus what 0.6 leaves out for an exact resume: the

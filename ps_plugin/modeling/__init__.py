@@ -1,7 +1,8 @@
 """Models. Importing this package registers backbones, ROI heads and meta-architectures."""
 from . import backbones  # noqa: F401  (registers build_timm_backbone)
-from . import baseline  # noqa: F401  (registers PersonSearchRCNN and its ROI heads)
-from . import ola  # noqa: F401  (registers OLA and its ROI heads)
+from . import baseline  # noqa: F401  (registers PersonSearchRCNN and the ROI heads)
+from . import laid  # noqa: F401  (registers LAID)
+from . import ola  # noqa: F401  (registers OLA)
 from . import pretrain  # noqa: F401  (registers HybridPretrain)
 from . import psdiff  # noqa: F401  (registers PSDiff)
 from . import spnet  # noqa: F401  (registers SPNet and build_spnet_timm_fpn_backbone)

@@ -1,9 +1,16 @@
 """Baseline person search: Faster R-CNN + OIM re-id embedding head (Xiao et al. 2017)."""
 from .meta_arch import PersonSearchRCNN
 from .reid_branch import ReIDBranch, proposal_pids
-from .roi_heads import PersonSearchRes5ROIHeads, PersonSearchStandardROIHeads
+from .roi_heads import (
+    MemoryReIDRes5ROIHeads,
+    MemoryReIDStandardROIHeads,
+    PersonSearchRes5ROIHeads,
+    PersonSearchStandardROIHeads,
+)
 
 __all__ = [
+    "MemoryReIDRes5ROIHeads",
+    "MemoryReIDStandardROIHeads",
     "PersonSearchRCNN",
     "PersonSearchRes5ROIHeads",
     "PersonSearchStandardROIHeads",

@@ -10,6 +10,8 @@ from detectron2.layers import ShapeSpec
 from detectron2.modeling import ROI_HEADS_REGISTRY, StandardROIHeads
 from detectron2.modeling.roi_heads import Res5ROIHeads, build_box_head
 
+from ps_plugin.modeling.common import ReIDEmbeddingHead
+
 from .reid_branch import ReIDBranch
 
 
@@ -119,3 +121,27 @@ class PersonSearchStandardROIHeads(StandardROIHeads):
         pooled = self.pooled_features(features, boxes)
         box_features = self.box_head(pooled) if self.reid_box_head is None else None
         return self.reid_branch(self.reid_inputs(pooled, box_features))
+
+
+def _memory_reid_branch(cfg, in_channels):
+    """ReIDBranch = the embedding head without an OIM table (its `losses` is never called)."""
+    return ReIDBranch(head=ReIDEmbeddingHead(cfg, in_channels), oim=None, num_classes=cfg.MODEL.ROI_HEADS.NUM_CLASSES)
+
+
+@ROI_HEADS_REGISTRY.register()
+class MemoryReIDRes5ROIHeads(PersonSearchRes5ROIHeads):
+    """C4 heads whose re-id branch carries no OIM table: for methods that learn identities from their
+    own memories (OLA, LAID), so nothing here is sized by (or reads) labelled person ids."""
+
+    @classmethod
+    def build_reid_branch(cls, cfg, in_channels):
+        return _memory_reid_branch(cfg, in_channels)
+
+
+@ROI_HEADS_REGISTRY.register()
+class MemoryReIDStandardROIHeads(PersonSearchStandardROIHeads):
+    """FPN / single-map heads whose re-id branch carries no OIM table (as MemoryReIDRes5ROIHeads)."""
+
+    @classmethod
+    def build_reid_branch(cls, cfg, in_channels):
+        return _memory_reid_branch(cfg, in_channels)

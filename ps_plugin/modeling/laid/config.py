@@ -16,6 +16,8 @@ UNIT_INTERVAL_KEYS = (
     "DSCL.GROUP_IOU",
     "DSCL.MARGIN_SOURCE",
     "DSCL.MARGIN_TARGET",
+    "HARD_NEGATIVE.MIN_SCORE",
+    "HARD_NEGATIVE.IOU",
 )
 CAIM_MATCHING = ("jv", "greedy")
 DSCL_INTRA_LOSSES = ("separation", "triplet", "none")
@@ -72,9 +74,48 @@ def add_laid_tsa_config(cfg):
     _C.PS.LAID.TSA.WEIGHT = 1.0
 
 
+def add_laid_pipeline_config(cfg):
+    """The DSCA pipeline LAID builds on (methods_facts.md Sec. C): when target pseudo labels start,
+    the weights of the target losses, the hard negatives, the clustering, the proxy memory and the
+    DA-Faster domain classifiers."""
+    _C = cfg
+    # First target epoch with pseudo labels (stage 1): DSCA TARGET_REID_START, 8 for CUHK-SYSU -> PRW,
+    # 3 for PRW -> CUHK-SYSU. Before it the target images feed only the domain classifiers.
+    _C.PS.LAID.TARGET_REID_START = 8
+    # Target RPN, box and re-id losses on pseudo boxes are scaled: detection x 0.1 (DSCA); re-id
+    # x LW_BOX_REID_T: 0.1 for CUHK-SYSU -> PRW, 0.5 for PRW -> CUHK-SYSU.
+    _C.PS.LAID.TARGET_DET_WEIGHT = 0.1
+    _C.PS.LAID.TARGET_REID_WEIGHT = 0.1
+    # Hard negatives: target detections scoring in [MIN_SCORE, epsilon) whose IoU with every kept box
+    # is <= IOU (DSCA: 0.8 and HM_THRESH 0.5); they join the memory as rows no box learns towards.
+    _C.PS.LAID.HARD_NEGATIVE = CN()
+    _C.PS.LAID.HARD_NEGATIVE.ENABLED = True
+    _C.PS.LAID.HARD_NEGATIVE.MIN_SCORE = 0.8
+    _C.PS.LAID.HARD_NEGATIVE.IOU = 0.5
+    # Pseudo identities: DBSCAN (eps 0.5, min_samples 4, the paper) on the k-reciprocal Jaccard
+    # distance (k1 30, k2 6; DSCA) of the CAIM-smoothed features; outliers become classes of their own.
+    _C.PS.LAID.CLUSTER = CN()
+    _C.PS.LAID.CLUSTER.EPS = 0.5
+    _C.PS.LAID.CLUSTER.MIN_SAMPLES = 4
+    _C.PS.LAID.CLUSTER.K1 = 30
+    _C.PS.LAID.CLUSTER.K2 = 6
+    # Online momentum of the proxy rows (slot <- m old + (1 - m) new; DSCA 0.2).
+    _C.PS.LAID.MEMORY_MOMENTUM = 0.2
+    # DA-Faster domain alignment (modeling/common/domain_adversarial.py): image-level classifier on the
+    # backbone map, instance-level on the sampled proposals' ROI features, consistency between them;
+    # gradient reversal weight 0.1, loss weights img 1, ins 1, cst 0.1 (DSCA).
+    _C.PS.LAID.DA = CN()
+    _C.PS.LAID.DA.ENABLED = True
+    _C.PS.LAID.DA.GRL_WEIGHT = 0.1
+    _C.PS.LAID.DA.IMAGE_WEIGHT = 1.0
+    _C.PS.LAID.DA.INSTANCE_WEIGHT = 1.0
+    _C.PS.LAID.DA.CONSISTENCY_WEIGHT = 0.1
+
+
 def add_laid_config(cfg):
     """Every LAID key under cfg.PS.LAID."""
     cfg.PS.LAID = CN()
+    add_laid_pipeline_config(cfg)
     add_laid_caim_config(cfg)
     add_laid_dscl_config(cfg)
     add_laid_tsa_config(cfg)
