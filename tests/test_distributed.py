@@ -31,6 +31,7 @@ from detectron2.modeling.roi_heads import roi_heads
 from detectron2.utils import comm
 
 from common import QUICK_SCHEDULES, tiny_cfg
+from laid_fixtures import laid_cfg
 from ola_fixtures import ola_cfg
 from ps_plugin.engine import PersonSearchTrainer, launch
 from ps_plugin.modeling.spnet.box_detector import box_class_loss
@@ -170,8 +171,9 @@ def _tiny_input(cfg, root, prefix, output_dir):
 def every_meta_architecture_cfgs(root, work_dir):
     """{run name: config} covering every meta-architecture ps_plugin registers: the baseline, SPNet QC
     (pre-training: MoCo, 2 views) and OC with the SPNet-L layout (separate heads, a cascade step),
-    PSDiff with a saved random baseline as its teacher, OLA (memory init and clustering hooks) and
-    HybridPretrain (a detection-only view mixed with crops, alignment modules on)."""
+    PSDiff with a saved random baseline as its teacher, OLA (memory init and clustering hooks),
+    HybridPretrain (a detection-only view mixed with crops, alignment modules on) and LAID (source and
+    target images on every rank, stage 1 at iteration 0)."""
     prefix = "ddp_archs"
     baseline = tiny_train_cfg(root, prefix, work_dir / "baseline", MAX_ITER=2)
     spnet_qc = _tiny_input(tiny_cfg(QUICK_SCHEDULES / "spnet_tiny_qc_synthps.yaml"), root, prefix, work_dir / "qc")
@@ -194,8 +196,9 @@ def every_meta_architecture_cfgs(root, work_dir):
                                     WEIGHTS=str(teacher_dir / "model_final.pth"))
     ola = ola_cfg(root, prefix, work_dir / "ola", MAX_ITER=2)
     pretrain = pretrain_train_cfg(root, work_dir / "pretrain", prefix=prefix, MAX_ITER=2)
+    laid = laid_cfg(root, prefix, work_dir / "laid", IMS_PER_BATCH=4, MAX_ITER=2)
     return {"baseline": baseline, "spnet_qc": spnet_qc, "spnet_oc": spnet_oc, "psdiff": psdiff, "ola": ola,
-            "pretrain": pretrain}
+            "pretrain": pretrain, "laid": laid}
 
 
 def _train_each_main(cfgs, root, state_dir):

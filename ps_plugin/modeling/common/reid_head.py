@@ -6,10 +6,32 @@ from torch import nn
 
 
 def _batch_norm(bn, x):
-    """`bn(x)`, but with running statistics when a training batch has a single row."""
+    """`bn(x)`, but with running statistics when a training batch has a single row (a
+    DomainSpecificBatchNorm1d: its active domain's BatchNorm1d)."""
+    bn = getattr(bn, "active", bn)
     if bn.training and x.shape[0] < 2:
         return F.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
     return bn(x)
+
+
+class DomainSpecificBatchNorm1d(nn.Module):
+    """Domain-specific BatchNorm (DSBN, Chang et al. CVPR 2019; DSCA's re-id head): one BatchNorm1d per
+    domain ("source", "target"); `domain` picks the one in use (a domain-adaptive model sets it for
+    each domain's forward; it stays "target", the domain searched at test time, otherwise).
+    forward(x [N, C]) -> [N, C]."""
+
+    def __init__(self, num_features):
+        super().__init__()
+        self.source = nn.BatchNorm1d(num_features)
+        self.target = nn.BatchNorm1d(num_features)
+        self.domain = "target"
+
+    @property
+    def active(self):
+        return getattr(self, self.domain)
+
+    def forward(self, x):
+        return _batch_norm(self.active, x)
 
 
 class ReIDEmbeddingHead(nn.Module):

@@ -99,6 +99,9 @@ def add_laid_pipeline_config(cfg):
     _C.PS.LAID.CLUSTER.MIN_SAMPLES = 4
     _C.PS.LAID.CLUSTER.K1 = 30
     _C.PS.LAID.CLUSTER.K2 = 6
+    # Domain-specific BatchNorm in the re-id embedding head (DSBN; DSCA converts its re-id head's BNs):
+    # off by default, the paper does not name it. Inference uses the target BN.
+    _C.PS.LAID.DSBN = False
     # Online momentum of the proxy rows (slot <- m old + (1 - m) new; DSCA 0.2).
     _C.PS.LAID.MEMORY_MOMENTUM = 0.2
     # DA-Faster domain alignment (modeling/common/domain_adversarial.py): image-level classifier on the

@@ -13,6 +13,8 @@ Training batches hold source and target images (data/samplers.py domain_pair_str
 
 Inference is the baseline's: detections with NAE scores and embeddings of the final boxes.
 """
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 from detectron2.config import configurable
@@ -21,6 +23,7 @@ from detectron2.modeling import META_ARCH_REGISTRY
 from ps_plugin.data.identities import SOURCE, TARGET
 from ps_plugin.modeling.baseline import PersonSearchRCNN, proposal_pids
 from ps_plugin.modeling.common.domain_adversarial import DomainAlignmentModule
+from ps_plugin.modeling.common.reid_head import DomainSpecificBatchNorm1d
 
 from .config import check_laid_config
 from .dscl import IntraImageLoss
@@ -60,6 +63,8 @@ class LAID(PersonSearchRCNN):
                              "set PS.REID.NAE True.")
         ret = super().from_config(cfg)
         node = cfg.PS.LAID
+        if node.DSBN:
+            cls._use_domain_specific_bn(ret["roi_heads"].reid_branch.head)
         ret.update(
             memory=ProxyMemory(cfg.PS.REID.EMBED_DIM, node.MEMORY_MOMENTUM, node.DSCL.CROSS_TEMPERATURE),
             intra_loss=IntraImageLoss(cfg),
@@ -71,6 +76,25 @@ class LAID(PersonSearchRCNN):
             nae_loss_weight=cfg.PS.REID.NAE_LOSS_WEIGHT,
         )
         return ret
+
+    @staticmethod
+    def _use_domain_specific_bn(head):
+        if head.bn is None:
+            raise ValueError("PS.LAID.DSBN needs the re-id head's BatchNorm: set PS.REID.HEAD_BN True.")
+        head.bn = DomainSpecificBatchNorm1d(head.bn.num_features)
+
+    @contextmanager
+    def _domain_batch_norm(self, domain):
+        """With DSBN (PS.LAID.DSBN), the re-id head's BatchNorm of `domain` for the block, the target's after."""
+        bn = self.roi_heads.reid_branch.head.bn
+        if not isinstance(bn, DomainSpecificBatchNorm1d):
+            yield
+            return
+        bn.domain = domain
+        try:
+            yield
+        finally:
+            bn.domain = TARGET
 
     @staticmethod
     def _build_domain_alignment(cfg, parts):
@@ -112,7 +136,8 @@ class LAID(PersonSearchRCNN):
             det_weight = self.target_det_weight if domain == TARGET else 1.0
             detection = {**rpn_losses, **self.roi_heads.box_predictor.losses(predictions, sampled)}
             losses.update({name: det_weight * value for name, value in detection.items()})
-            losses.update(self.reid_losses(sampled, predictions, reid_features, domain))
+            with self._domain_batch_norm(domain):
+                losses.update(self.reid_losses(sampled, predictions, reid_features, domain))
         if self.domain_alignment is not None:
             losses.update(self.domain_alignment_losses(features, reid_features, sampled, domain))
         return losses

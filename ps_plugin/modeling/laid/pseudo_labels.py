@@ -86,9 +86,10 @@ def pseudo_identities(caches, labels, num_clusters):
 
 def pseudo_annotations(cache, labels, first_row):
     """A target image's annotations from its tracks: box XYXY_ABS, category 0, person_id = the proxy
-    row first_row + label (ProxyMemory.target_row), "track_id" the CAIM track."""
+    row first_row + label (ProxyMemory.target_row), "track_id" the CAIM track. Plain numbers only (the
+    mode as an int), so a checkpoint holding them loads with torch.load(weights_only=True)."""
     return [
-        {"bbox": box, "bbox_mode": BoxMode.XYXY_ABS, "category_id": 0, "person_id": first_row + label, "track_id": track}
+        {"bbox": box, "bbox_mode": int(BoxMode.XYXY_ABS), "category_id": 0, "person_id": first_row + label, "track_id": track}
         for box, label, track in zip(cache.boxes.tolist(), labels.tolist(), cache.track_ids.tolist())
     ]
 
