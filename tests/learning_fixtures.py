@@ -27,7 +27,7 @@ LEARNING_SYNTHPS = SynthPSSize(
     image_sizes=((320, 240),), person_height=(30, 160),
 )
 PREFIX = "learning_synthps"
-TRAIN_SET, GALLERY_SET, QUERY_SET = f"{PREFIX}_train", f"{PREFIX}_gallery", f"{PREFIX}_query"
+TRAIN_SET, QUERY_SET = f"{PREFIX}_train", f"{PREFIX}_query"
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,11 @@ SPNET_OC_AFTER_QC = LearningSetup("spnet_mnv2_oc_synthps.yaml", 150, ("SOLVER.WA
 PSDIFF = LearningSetup("psdiff_tiny_ddet_synthps.yaml", 300, ("PS.PSDIFF.SAMPLE_STEPS", 1))
 # OLA trains on boxes only: 120 iterations = 4 epochs of 30 iterations, clustered before each.
 OLA = LearningSetup("ola_mnv2_synthps.yaml", 120, ("SOLVER.WARMUP_ITERS", 20, "SOLVER.BASE_LR", 0.0008))
+# LAID: the learning SynthPS labelled -> its style-b twin unlabelled; 2 + 2 images per batch, so 120 target
+# scenes -> 60 iterations per target epoch: pseudo labels at iteration 60.
+LAID = LearningSetup("laid_mnv2_synthps2b.yaml", 120, ("SOLVER.WARMUP_ITERS", 20, "SOLVER.BASE_LR", 0.0008))
+TARGET_PREFIX = "learning_synthps_b"
+TARGET_TRAIN_SET, TARGET_QUERY_SET = f"{TARGET_PREFIX}_train", f"{TARGET_PREFIX}_query"
 
 
 @dataclass
@@ -71,11 +76,12 @@ def make_learning_data(root):
     return LearningData(synthps=synthps, backbone_weights=weights, root=root)
 
 
-def make_learning_synthps(root, seed=0):
-    """Write LEARNING_SYNTHPS under `root` (about a second) and register its three sets."""
-    generate_synthps(str(root), seed=seed, size=LEARNING_SYNTHPS, workers=1)
-    if TRAIN_SET not in DatasetCatalog.list():
-        register_all_synthps(root=str(root), prefix=PREFIX)
+def make_learning_synthps(root, seed=0, style="a", prefix=PREFIX):
+    """Write LEARNING_SYNTHPS (of `style`) under `root` (about a second) and register its three sets
+    as `<prefix>_{train,gallery,query}`."""
+    generate_synthps(str(root), seed=seed, size=LEARNING_SYNTHPS, workers=1, style=style)
+    if f"{prefix}_train" not in DatasetCatalog.list():
+        register_all_synthps(root=str(root), prefix=prefix)
     return root
 
 
@@ -103,9 +109,9 @@ def learning_cfg(setup, data, name, seed=0):
 
 
 def search_metrics(cfg, model):
-    """The person-search metrics of `model` on the learning query set ({"<query set>/mAP", ...})."""
-    results = PersonSearchTrainer.test(cfg, model.eval())
-    return results[GALLERY_SET]["person_search"]
+    """The person-search metrics of `model` on the query set of cfg.DATASETS.TEST ({"<query set>/mAP", ...})."""
+    (results,) = PersonSearchTrainer.test(cfg, model.eval()).values()  # the one gallery of DATASETS.TEST
+    return results["person_search"]
 
 
 def untrained_metrics(cfg):
@@ -194,4 +200,15 @@ def run_psdiff(data, teacher, seed=0):
     cfg = learning_cfg(PSDIFF, data, f"psdiff_seed{seed}", seed)
     cfg.PS.PSDIFF.TEACHER.CONFIG_FILE = str(teacher.config_file)
     cfg.PS.PSDIFF.TEACHER.WEIGHTS = str(teacher.weights)
+    return train_and_evaluate(cfg)
+
+
+def run_laid(data, seed=0, opts=()):
+    """LAID: the learning SynthPS labelled (source) -> the same size in style b (target, written under
+    data.root / "synthps_b" on first use; its boxes and identities never read), evaluated on style b."""
+    make_learning_synthps(Path(data.root) / "synthps_b", style="b", prefix=TARGET_PREFIX)
+    cfg = learning_cfg(LAID, data, f"laid_seed{seed}" + "".join(f"_{v}" for v in opts[1::2]), seed)
+    cfg.DATASETS.TRAIN = (TRAIN_SET, TARGET_TRAIN_SET)
+    cfg.DATASETS.TEST = (TARGET_QUERY_SET,)
+    cfg.merge_from_list(list(opts))
     return train_and_evaluate(cfg)

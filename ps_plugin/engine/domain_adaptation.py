@@ -139,19 +139,23 @@ class TargetPseudoLabelHook(HookBase):
         return pseudo_identities(caches, labels.cpu(), int(num_clusters))
 
     def detect_targets(self, model):
-        """Every target training image's detections (original-image coordinates, CPU), in target order."""
-        results = [
-            (record["target_position"], output["instances"].to("cpu"))
-            for record, output in self._infer(model, [{**self.records[i], "annotations": [], "target_position": k}
-                                                     for k, i in enumerate(self.target_index)])
-        ]
-        by_position = {}
-        for part in comm.all_gather(results):
-            by_position.update(part)
-        return [
-            ImageDetections(d.pred_boxes.tensor, d.scores, d.pred_embeddings)
-            for d in (by_position[k] for k in range(len(self.target_index)))
-        ]
+        """Every target training image's detections (original-image coordinates, CPU), in target order:
+        those stage 1 can use (score >= the lower of CAIM's candidate threshold and the hard-negative
+        floor), and the top one, which an image keeps in any case."""
+        floor = min(self.caim.candidate_thresh, self.negative.MIN_SCORE if self.negative.ENABLED else 1.0)
+        local = {}
+        for record, output in self._infer(model, [{**self.records[i], "annotations": [], "target_position": k}
+                                                 for k, i in enumerate(self.target_index)]):
+            d = output["instances"].to("cpu")
+            keep = d.scores >= floor
+            if len(d):
+                keep[d.scores.argmax()] = True
+            local[record["target_position"]] = ImageDetections(d.pred_boxes.tensor[keep], d.scores[keep],
+                                                               d.pred_embeddings[keep])
+        gathered = {}
+        for part in comm.all_gather(local):
+            gathered.update(part)
+        return [gathered[k] for k in range(len(self.target_index))]
 
     def _infer(self, model, records):
         """(record, model output) for this rank's share of `records`, eval mode; RNG states kept."""

@@ -1,0 +1,80 @@
+#!/usr/bin/env python
+"""LAID on SynthPS (labelled, style a) -> SynthPS style b (unlabelled), evaluated on style b's queries:
+one training run of configs/quick_schedules/laid_mnv2_synthps2b.yaml per call (tools/train_net.py), a
+named variant plus any overrides, its metrics appended to <root>/results.jsonl and the table of every
+run so far printed.
+
+    export DETECTRON2_DATASETS=/tmp/laid_ds   # python tools/generate_synthps.py [--style b] there
+    python benchmarks/laid_synthps_runs.py --root /tmp/laid_runs --variant laid --seed 1
+    python benchmarks/laid_synthps_runs.py --root /tmp/laid_runs --variant base --seed 1
+    python benchmarks/laid_synthps_runs.py --root /tmp/laid_runs --variant source_only --seed 1
+    python benchmarks/laid_synthps_runs.py --root /tmp/laid_runs --variant laid --seed 1 PS.LAID.TSA.MODE off
+
+Variants, all with the same architecture, iterations and batches (2 source + 2 target images):
+- source_only: the target images are never used (no pseudo labels, domain classifiers off);
+- base: the DSCA pipeline LAID builds on (greedy max-IoU smoothing without the loose threshold, no
+  L_intra, no TSA), with its domain classifiers and pseudo labels;
+- laid: the paper's defaults (CAIM, DSCL, TSA).
+"""
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = REPO / "configs" / "quick_schedules" / "laid_mnv2_synthps2b.yaml"
+GALLERY, QUERY = "synthps_b_gallery", "synthps_b_query"
+VARIANTS = {
+    "source_only": ("PS.LAID.TARGET_REID_START", 1000000, "PS.LAID.DA.ENABLED", False),
+    "base": ("PS.LAID.CAIM.LOOSE", False, "PS.LAID.CAIM.MATCHING", "greedy", "PS.LAID.DSCL.INTRA_LOSS", "none",
+             "PS.LAID.TSA.MODE", "off"),
+    "laid": (),
+}
+METRICS = (("search mAP", f"{QUERY}/mAP"), ("top-1", f"{QUERY}/top1"), ("GT mAP", f"{QUERY}/gt_mAP"),
+           ("det AP", "det/AP"), ("det recall", "det/recall"))
+
+
+def run(root, variant, seed, opts):
+    """Train and evaluate one run -> its metrics dict (fractions)."""
+    name = "_".join([variant, f"seed{seed}"] + [str(o).split(".")[-1] for o in opts])
+    output_dir = Path(root) / name
+    overrides = [str(x) for x in (*VARIANTS[variant], *opts, "SEED", seed, "OUTPUT_DIR", output_dir)]
+    command = [sys.executable, str(REPO / "tools" / "train_net.py"), "--config-file", str(CONFIG), *overrides]
+    with open(output_dir.with_suffix(".log"), "w") as log:
+        subprocess.run(command, check=True, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+    with open(output_dir / "inference" / GALLERY / "person_search_metrics.json") as f:
+        return json.load(f)
+
+
+def table(records):
+    lines = ["| variant | overrides | seed | " + " | ".join(n for n, _ in METRICS) + " | minutes |",
+             "|---|---|---:|" + "---:|" * (len(METRICS) + 1)]
+    for r in records:
+        cells = " | ".join(f"{100 * r['metrics'][key]:.1f}" for _, key in METRICS)
+        lines.append(f"| {r['variant']} | {' '.join(map(str, r['opts'])) or '-'} | {r['seed']} | {cells} "
+                     f"| {r['seconds'] / 60:.0f} |")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", required=True, help="runs and results.jsonl are written here")
+    parser.add_argument("--variant", choices=sorted(VARIANTS), default="laid")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="further KEY VALUE config overrides")
+    args = parser.parse_args()
+    Path(args.root).mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    metrics = run(args.root, args.variant, args.seed, args.opts)
+    record = {"variant": args.variant, "opts": args.opts, "seed": args.seed, "metrics": metrics,
+              "seconds": time.perf_counter() - start}
+    results = Path(args.root) / "results.jsonl"
+    with open(results, "a") as f:
+        f.write(json.dumps(record) + "\n")
+    print(table([json.loads(line) for line in results.read_text().splitlines()]))
+
+
+if __name__ == "__main__":
+    main()
