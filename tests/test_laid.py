@@ -311,3 +311,17 @@ def test_domain_specific_bn_normalises_each_domain_with_its_own_statistics(root,
     cfg.PS.REID.HEAD_BN = False
     with pytest.raises(ValueError, match="PS.REID.HEAD_BN"):
         build_model(cfg)
+
+
+def test_detection_scores_are_the_box_classifiers_or_the_nae_confidence(root, tmp_path):
+    torch.manual_seed(0)
+    model = build_model(laid_cfg(root, PREFIX, tmp_path)).eval()
+    image = {"image": torch.randint(0, 255, (3, 64, 96), dtype=torch.uint8)}
+    with torch.no_grad():
+        by_box = model([image])[0]["instances"]
+        model.detection_score = "nae"
+        by_nae = model([image])[0]["instances"]
+        features = model.backbone(model.preprocess_image([image]).tensor)
+        _, nae = model.roi_heads.embed_boxes(features, [by_nae.pred_boxes])
+    assert torch.equal(by_box.pred_boxes.tensor, by_nae.pred_boxes.tensor) and len(by_box) > 0
+    assert torch.allclose(by_nae.scores, nae, atol=1e-6) and not torch.allclose(by_box.scores, by_nae.scores)

@@ -22,6 +22,7 @@ UNIT_INTERVAL_KEYS = (
 CAIM_MATCHING = ("jv", "greedy")
 DSCL_INTRA_LOSSES = ("separation", "triplet", "none")
 TSA_MODES = ("rpn_from_reid", "bidirectional", "off")
+DETECTION_SCORES = ("box", "nae")
 
 
 def add_laid_caim_config(cfg):
@@ -99,6 +100,10 @@ def add_laid_pipeline_config(cfg):
     _C.PS.LAID.CLUSTER.MIN_SAMPLES = 4
     _C.PS.LAID.CLUSTER.K1 = 30
     _C.PS.LAID.CLUSTER.K2 = 6
+    # The detection score (inference, and CAIM's epsilon in stage 1): "box", the Faster R-CNN box
+    # classifier's person probability (DSCA thresholds SeqNet's first-stage score); "nae", the re-id
+    # head's norm-aware confidence (the baseline's score with PS.REID.NAE).
+    _C.PS.LAID.DETECTION_SCORE = "box"
     # Domain-specific BatchNorm in the re-id embedding head (DSBN; DSCA converts its re-id head's BNs):
     # off by default, the paper does not name it. Inference uses the target BN.
     _C.PS.LAID.DSBN = False
@@ -137,7 +142,8 @@ def check_laid_config(cfg):
         value = _value(cfg, key)
         if not 0.0 <= value <= 1.0:
             raise ValueError(f"PS.LAID.{key}={value} is outside [0, 1]; set a fraction (paper values: config.py).")
-    switches = (("CAIM.MATCHING", CAIM_MATCHING), ("DSCL.INTRA_LOSS", DSCL_INTRA_LOSSES), ("TSA.MODE", TSA_MODES))
+    switches = (("CAIM.MATCHING", CAIM_MATCHING), ("DSCL.INTRA_LOSS", DSCL_INTRA_LOSSES), ("TSA.MODE", TSA_MODES),
+                ("DETECTION_SCORE", DETECTION_SCORES))
     for key, choices in switches:
         if _value(cfg, key) not in choices:
             raise ValueError(f"PS.LAID.{key}='{_value(cfg, key)}' is not one of {choices}.")

@@ -11,7 +11,8 @@ Training batches hold source and target images (data/samplers.py domain_pair_str
   losses on the pseudo boxes, detection x TARGET_DET_WEIGHT and L_cross x TARGET_REID_WEIGHT, the
   target margin in L_intra. Target loss names end in "_t".
 
-Inference is the baseline's: detections with NAE scores and embeddings of the final boxes.
+Inference is the baseline's (embeddings of the final boxes), scored by the box classifier or, with
+PS.LAID.DETECTION_SCORE "nae", by the NAE confidence.
 """
 from contextlib import contextmanager
 
@@ -44,8 +45,9 @@ class LAID(PersonSearchRCNN):
 
     @configurable
     def __init__(self, *, memory, intra_loss, tsa, domain_alignment, da_weights, target_det_weight,
-                 target_reid_weight, nae_loss_weight, **kwargs):
+                 target_reid_weight, nae_loss_weight, detection_score="box", **kwargs):
         super().__init__(**kwargs)
+        self.detection_score = detection_score
         self.memory = memory
         self.intra_loss = intra_loss
         self.tsa = tsa
@@ -74,6 +76,7 @@ class LAID(PersonSearchRCNN):
             target_det_weight=node.TARGET_DET_WEIGHT,
             target_reid_weight=node.TARGET_REID_WEIGHT,
             nae_loss_weight=cfg.PS.REID.NAE_LOSS_WEIGHT,
+            detection_score=node.DETECTION_SCORE,
         )
         return ret
 
@@ -103,6 +106,15 @@ class LAID(PersonSearchRCNN):
         channels = parts["backbone"].output_shape()[in_feature].channels
         instance_dim = parts["roi_heads"].reid_branch.head.projection.in_features
         return DomainAlignmentModule(channels, instance_dim, num_domains=2, grl_weight=cfg.PS.LAID.DA.GRL_WEIGHT)
+
+    def detect(self, images, features, inputs):
+        """The baseline's detections; with DETECTION_SCORE "box" their scores are the box classifier's
+        (the embeddings are then attached by the base, from the same final boxes)."""
+        if self.detection_score == "nae":
+            return super().detect(images, features, inputs)
+        proposals, _ = self.proposal_generator(images, features, None)
+        detections, _ = self.roi_heads(images, features, proposals, None)
+        return detections
 
     @property
     def has_target_labels(self):
