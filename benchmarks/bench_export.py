@@ -41,7 +41,7 @@ def seconds_per_image(run, images):
 def runners(model, trace_image, folder):
     """{"PyTorch": eager, "TorchScript": trace, "ONNX Runtime": session} on one image [3, H, W]."""
     session = OnnxGraph(export_onnx(model, trace_image, Path(folder) / "gallery.onnx"),
-                          num_threads=torch.get_num_threads())
+                        num_threads=torch.get_num_threads())
     return {"PyTorch": GalleryGraph(model), "TorchScript": trace_gallery(model, trace_image), "ONNX Runtime": session}
 
 

@@ -124,7 +124,8 @@ def test_export_tool_writes_files_that_reload_and_match_pytorch(tmp_path):
     image = torch.rand(3, 120, 100, generator=torch.Generator().manual_seed(3)) * 255
     manifest = json.loads((tmp_path / "export.json").read_text())
     suffixes = [".ts"] + ([] if ONNX_MISSING else [".onnx"])
-    assert sorted(manifest["files"]) == sorted(f"{graph}{suffix}" for graph in ("gallery", "query") for suffix in suffixes)
+    names = [f"{graph}{suffix}" for graph in ("gallery", "query") for suffix in suffixes]
+    assert sorted(manifest["files"]) == sorted(names)
     assert manifest["fingerprint"]["weights_sha256"] == "untrained-seed0"
     for suffix in suffixes:
         assert_close_to_pytorch(model, load_graph(tmp_path / f"gallery{suffix}", 1), [image, image[:, 8:, :88]])

@@ -62,8 +62,8 @@ def test_exported_index_and_ranking_equal_pytorch(exported, graph_file, tmp_path
     assert len(hits["exported"]) == every
     assert [h.image for h in hits["exported"]] == [h.image for h in hits["pytorch"]]  # the same ranking
     for field in ("box", "score", "similarity"):
-        np.testing.assert_allclose([getattr(h, field) for h in hits["exported"]], [getattr(h, field) for h in hits["pytorch"]],
-                                   atol=TOLERANCE, rtol=0)
+        got, want = ([getattr(h, field) for h in hits[name]] for name in ("exported", "pytorch"))
+        np.testing.assert_allclose(got, want, atol=TOLERANCE, rtol=0)
     assert hits["exported"][0].image == images[1] and hits["exported"][0].similarity == pytest.approx(1, abs=1e-3)
 
     searchers["exported"].save()

@@ -35,7 +35,8 @@ def get_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config-file", required=True, metavar="FILE", help="model config yaml")
     parser.add_argument("--output", required=True, help="folder for gallery / query .ts / .onnx and export.json")
-    parser.add_argument("--format", nargs="+", choices=list(FORMAT_SUFFIXES), default=list(FORMAT_SUFFIXES), help="what to export")
+    parser.add_argument("--format", nargs="+", choices=list(FORMAT_SUFFIXES), default=list(FORMAT_SUFFIXES),
+                        help="what to export")
     parser.add_argument("--allow-untrained", action="store_true",
                         help="export without MODEL.WEIGHTS (random heads: for testing the pipeline only)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, default=[], help="config overrides: KEY VALUE ...")
@@ -72,7 +73,8 @@ def main(args):
     trace_image, check_image = example_images(cfg)
     height, width = check_image.shape[1:]
     check_boxes = torch.tensor([[width / 8, height / 5, width / 2, 4 * height / 5]])
-    checks = {"gallery": (GalleryGraph(model), (check_image,)), "query": (QueryGraph(model), (check_image, check_boxes))}
+    checks = {"gallery": (GalleryGraph(model), (check_image,)),
+              "query": (QueryGraph(model), (check_image, check_boxes))}
     written = write_export(model, cfg, args.output, args.format, trace_image)
     for fmt, files in written.items():
         for graph, path in files.items():

@@ -7,7 +7,7 @@ from .sources import iter_video_frames, list_images, read_image_bgr, read_video_
 from .visualize import crop_box, draw_detections, save_montage
 
 __all__ = [
-    "ExportedPredictor", "GalleryIndex", "image_key", "PersonSearchPredictor", "model_fingerprint", "require_weights", "PersonSearcher",
-    "SearchHit", "iter_video_frames", "list_images", "read_image_bgr", "read_video_frame", "crop_box",
+    "ExportedPredictor", "GalleryIndex", "image_key", "PersonSearchPredictor", "model_fingerprint", "require_weights",
+    "PersonSearcher", "SearchHit", "iter_video_frames", "list_images", "read_image_bgr", "read_video_frame", "crop_box",
     "draw_detections", "save_montage",
 ]

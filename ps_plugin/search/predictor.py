@@ -75,7 +75,8 @@ def test_time_input(cfg):
     """(ResizeShortestEdge(INPUT.MIN_SIZE_TEST, MAX_SIZE_TEST), INPUT.FORMAT): a predictor's input settings."""
     if cfg.INPUT.FORMAT not in ("RGB", "BGR"):
         raise ValueError(f"INPUT.FORMAT '{cfg.INPUT.FORMAT}': the predictor takes 'RGB' or 'BGR'.")
-    return T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MIN_SIZE_TEST], cfg.INPUT.MAX_SIZE_TEST), cfg.INPUT.FORMAT
+    resize = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MIN_SIZE_TEST], cfg.INPUT.MAX_SIZE_TEST)
+    return resize, cfg.INPUT.FORMAT
 
 
 def resize_input(original_image, aug, input_format):

@@ -91,7 +91,8 @@ class PersonSearcher:
             index.require_model(fingerprint, f"The gallery index '{index_dir}'")
         else:
             index = GalleryIndex(fingerprint=fingerprint)
-        return cls(predictor or PersonSearchPredictor(cfg), index, index_dir=index_dir, min_score=cfg.PS.EVAL.DET_THRESH, **kwargs)
+        predictor = predictor or PersonSearchPredictor(cfg)
+        return cls(predictor, index, index_dir=index_dir, min_score=cfg.PS.EVAL.DET_THRESH, **kwargs)
 
     def save(self, index_dir=None):
         """Write the index to `index_dir` (default: the one given at construction)."""
