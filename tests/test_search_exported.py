@@ -3,6 +3,7 @@ a SynthPS gallery indexed with the ONNX (or TorchScript) export and with PyTorch
 embeddings (within 1e-3), a query by box ranks it the same, and the fingerprint keeps the two
 models' indexes apart."""
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ import torch
 
 from common import QUICK_SCHEDULES, load_tool, tiny_cfg
 from ps_plugin.export import write_export
-from ps_plugin.search import PersonSearcher, PersonSearchPredictor, list_images
+from ps_plugin.search import ExportedPredictor, PersonSearcher, PersonSearchPredictor, list_images
 from test_export import ONNX_MISSING, TOLERANCE
 from train_fixtures import tiny_synthps
 
@@ -90,3 +91,17 @@ def test_search_cli_with_exported_reuses_the_index_and_ranks_like_the_api(export
     expected = api.search(images[0], (20, 10, 70, 110), top_k=5, min_score=0)
     assert [h.to_dict() for h in hits] == [h.to_dict() for h in expected]
     assert json.loads((tmp_path / "out" / "search_hits.json").read_text())["hits"] == [h.to_dict() for h in hits]
+
+
+def test_exported_predictor_refuses_files_it_cannot_vouch_for(exported, tmp_path):
+    _, folder = exported
+    with pytest.raises(ValueError, match="not an exported gallery graph"):
+        ExportedPredictor(config(), folder / "query.onnx")
+    copy = shutil.copytree(folder, tmp_path / "copy")
+    with open(copy / "gallery.onnx", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(ValueError, match="gallery.onnx' is not the file export.json lists"):
+        ExportedPredictor(config(), copy / "gallery.onnx")
+    (copy / "export.json").unlink()
+    with pytest.raises(FileNotFoundError, match="export.json' is missing"):
+        ExportedPredictor(config(), copy / "gallery.ts")
