@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from bench_spnet_speed import build_random_model
-from ps_plugin.export import GalleryGraph, OnnxGallery, export_onnx, trace_gallery
+from ps_plugin.export import GalleryGraph, OnnxGraph, export_onnx, trace_gallery
 
 # (name, config, test-time (H, W): the short side MIN_SIZE_TEST at 4:3, capped by MAX_SIZE_TEST)
 MODELS = {
@@ -40,8 +40,8 @@ def seconds_per_image(run, images):
 
 def runners(model, trace_image, folder):
     """{"PyTorch": eager, "TorchScript": trace, "ONNX Runtime": session} on one image [3, H, W]."""
-    session = OnnxGallery(export_onnx(model, trace_image, Path(folder) / "gallery.onnx"),
-                          num_threads=torch.get_num_threads())
+    session = OnnxGraph(export_onnx(model, trace_image, Path(folder) / "gallery.onnx"),
+                        num_threads=torch.get_num_threads())
     return {"PyTorch": GalleryGraph(model), "TorchScript": trace_gallery(model, trace_image), "ONNX Runtime": session}
 
 

@@ -7,6 +7,9 @@
     # the person is a box in a scene image; the gallery is every 10th frame of a video:
     python tools/search.py --config-file configs/quick_schedules/quickstart.yaml --query scene.jpg --box 40 30 90 200 \
         --video cam1.avi --every 10 --index output/cam1_index --output out/
+    # the same with the model exported by tools/export_model.py, run by ONNX Runtime (or gallery.ts):
+    python tools/search.py --config-file configs/quick_schedules/quickstart.yaml --query crop.jpg \
+        --gallery footage/ --exported output/export/gallery.onnx --index output/index_onnx --output out/
 
 --index DIR keeps the gallery index on disk, saved every --save-every images and when the run stops
 (done, error, Ctrl-C or SIGTERM): a later run reuses it and indexes only new images/frames, so an
@@ -56,6 +59,9 @@ def get_parser():
     parser.add_argument("--strict", action="store_true", help="stop at the first unreadable image or frame")
     parser.add_argument("--allow-untrained", action="store_true",
                         help="run without MODEL.WEIGHTS (random heads: for testing the pipeline only)")
+    parser.add_argument("--exported", metavar="FILE",
+                        help="index and query with this exported model (gallery.onnx or gallery.ts of "
+                             "tools/export_model.py; the config and overrides it was exported with)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, default=[], help="config overrides: KEY VALUE ...")
     return parser
 
@@ -70,7 +76,7 @@ def main(args):
     cfg = setup_cfg(args)
     index_dir = args.index or os.path.join(args.output, "index")
     searcher = PersonSearcher.from_config(cfg, index_dir=index_dir, allow_untrained=args.allow_untrained,
-                                          save_every=args.save_every)
+                                          exported=args.exported, save_every=args.save_every)
     image = read_image_bgr(args.query)
     box = query_box(image, args.box)
     query = searcher.embed_query(image, box)  # a bad query fails before any indexing

@@ -41,10 +41,23 @@ def _shards(index_dir):
 
 
 def describe_fingerprint(fingerprint):
-    """'weights <path> (sha256 <first 12>)' of a model fingerprint (ps_plugin.search.model_fingerprint)."""
+    """'weights <path> (sha256 <first 12>)' of a model fingerprint (ps_plugin.search.model_fingerprint),
+    followed by ' exported as <file> (sha256 <first 12>), ...' for an exported model's (ExportedPredictor)."""
     if not fingerprint:
         return "an unknown model"
-    return f"weights '{fingerprint['weights'] or '(none: untrained)'}' (sha256 {fingerprint['weights_sha256'][:12]})"
+    weights = f"weights '{fingerprint['weights'] or '(none: untrained)'}' (sha256 {fingerprint['weights_sha256'][:12]})"
+    exported = fingerprint.get("exported")
+    if not exported:
+        return weights
+    files = ", ".join(f"{name} (sha256 {sha[:12]})" for name, sha in exported.items())
+    return f"{weights} exported as {files}"
+
+
+def config_difference(mine, theirs, shown=6):
+    """'KEY, KEY, ...' of the keys whose values differ between two fingerprint configs {key: value}
+    (the first `shown`, then ' ...'); '' when they agree."""
+    changed = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+    return ", ".join(changed[:shown]) + (" ..." if len(changed) > shown else "")
 
 
 class GalleryIndex:
@@ -108,10 +121,8 @@ class GalleryIndex:
         """Raise ValueError naming both models unless the index was built by the model of `fingerprint`."""
         if self.fingerprint == fingerprint:
             return
-        mine, theirs = (self.fingerprint or {}).get("config", {}), fingerprint.get("config", {})
-        changed = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
-        more = " ..." if len(changed) > 6 else ""
-        config = f"; config keys that differ: {', '.join(changed[:6])}{more}" if changed else ""
+        changed = config_difference((self.fingerprint or {}).get("config", {}), fingerprint.get("config", {}))
+        config = f"; config keys that differ: {changed}" if changed else ""
         raise ValueError(
             f"{where} was built by {describe_fingerprint(self.fingerprint)}, but the model now is "
             f"{describe_fingerprint(fingerprint)}{config}. Embeddings of two models are not comparable: search "

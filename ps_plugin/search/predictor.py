@@ -1,5 +1,6 @@
 """`PersonSearchPredictor`: Detectron2's DefaultPredictor plus the query contract (embed given boxes);
-`model_fingerprint` and `require_weights`: which model an index or a demo run uses."""
+`model_fingerprint` and `require_weights`: which model an index or a demo run uses; `test_time_input`,
+`resize_input` and `detections_to_numpy`: the pre- and post-processing every predictor shares."""
 import json
 import os
 
@@ -13,7 +14,8 @@ from ps_plugin.engine.checkpointer import PersonSearchCheckpointer
 from ps_plugin.structures import QUERY_BOXES, QUERY_EMBEDDINGS
 from ps_plugin.utils.files import file_sha256
 
-__all__ = ["PersonSearchPredictor", "model_fingerprint", "require_weights", "untrained_seed"]
+__all__ = ["PersonSearchPredictor", "detections_to_numpy", "fingerprint_config", "model_fingerprint", "require_weights",
+           "resize_input", "test_time_input", "untrained_seed"]
 
 # Config sections that decide a model's test-time output; MODEL.WEIGHTS enters as its hash.
 FINGERPRINT_SECTIONS = ("MODEL", "INPUT.FORMAT", "INPUT.MIN_SIZE_TEST", "INPUT.MAX_SIZE_TEST", "TEST",
@@ -30,12 +32,8 @@ def _flatten(node, prefix):
     return {k: v for key, child in node.items() for k, v in _flatten(child, f"{prefix}.{key}").items()}
 
 
-def model_fingerprint(cfg):
-    """What identifies the embeddings a config computes: {"weights": MODEL.WEIGHTS (absolute, "" if
-    untrained), "weights_sha256": the file's SHA-256 ("untrained-seed<S>" without weights: the
-    predictor initialises an untrained model from seed S = untrained_seed(cfg)), "config": {key: value}
-    of FINGERPRINT_SECTIONS}. JSON-ready (and equal to itself after a JSON round trip)."""
-    weights = os.path.abspath(os.path.expanduser(cfg.MODEL.WEIGHTS)) if cfg.MODEL.WEIGHTS else ""
+def fingerprint_config(cfg):
+    """{key: value} of the config's FINGERPRINT_SECTIONS, less FINGERPRINT_IGNORED (JSON-ready)."""
     config = {}
     for section in FINGERPRINT_SECTIONS:
         node = cfg
@@ -44,8 +42,17 @@ def model_fingerprint(cfg):
         config.update(_flatten(node, section))
     for key in [k for k in config if k.startswith(FINGERPRINT_IGNORED)]:
         del config[key]
+    return json.loads(json.dumps(config))
+
+
+def model_fingerprint(cfg):
+    """What identifies the embeddings a config computes: {"weights": MODEL.WEIGHTS (absolute, "" if
+    untrained), "weights_sha256": the file's SHA-256 ("untrained-seed<S>" without weights: the
+    predictor initialises an untrained model from seed S = untrained_seed(cfg)), "config":
+    fingerprint_config(cfg)}. JSON-ready (and equal to itself after a JSON round trip)."""
+    weights = os.path.abspath(os.path.expanduser(cfg.MODEL.WEIGHTS)) if cfg.MODEL.WEIGHTS else ""
     sha = file_sha256(weights) if weights else f"untrained-seed{untrained_seed(cfg)}"
-    return json.loads(json.dumps({"weights": weights, "weights_sha256": sha, "config": config}))
+    return {"weights": weights, "weights_sha256": sha, "config": fingerprint_config(cfg)}
 
 
 def untrained_seed(cfg):
@@ -64,6 +71,32 @@ def require_weights(cfg, allow_untrained=False):
         )
 
 
+def test_time_input(cfg):
+    """(ResizeShortestEdge(INPUT.MIN_SIZE_TEST, MAX_SIZE_TEST), INPUT.FORMAT): a predictor's input settings."""
+    if cfg.INPUT.FORMAT not in ("RGB", "BGR"):
+        raise ValueError(f"INPUT.FORMAT '{cfg.INPUT.FORMAT}': the predictor takes 'RGB' or 'BGR'.")
+    resize = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MIN_SIZE_TEST], cfg.INPUT.MAX_SIZE_TEST)
+    return resize, cfg.INPUT.FORMAT
+
+
+def resize_input(original_image, aug, input_format):
+    """BGR image [H, W, 3] uint8 -> (the model's input [3, h, w] float32 in `input_format`, resized by
+    `aug`; the Transform that resized it, for moving boxes into it). As DefaultPredictor.__call__."""
+    image = original_image[:, :, ::-1] if input_format == "RGB" else original_image
+    transform = aug.get_transform(image)
+    return torch.as_tensor(transform.apply_image(image).astype("float32").transpose(2, 0, 1)), transform
+
+
+def detections_to_numpy(instances):
+    """Instances with pred_boxes, scores, pred_embeddings -> {"boxes" float32 [N, 4] XYXY, "scores"
+    [N], "embeddings" [N, D]} (numpy)."""
+    return {
+        "boxes": instances.pred_boxes.tensor.numpy().astype(np.float32),
+        "scores": instances.scores.numpy().astype(np.float32),
+        "embeddings": instances.pred_embeddings.numpy().astype(np.float32),
+    }
+
+
 class PersonSearchPredictor(DefaultPredictor):
     """DefaultPredictor (checkpoint from cfg.MODEL.WEIGHTS, BGR input converted to cfg.INPUT.FORMAT,
     ResizeShortestEdge(cfg.INPUT.MIN_SIZE_TEST, MAX_SIZE_TEST)) for any ps_plugin meta-architecture.
@@ -79,10 +112,7 @@ class PersonSearchPredictor(DefaultPredictor):
             torch.manual_seed(untrained_seed(cfg))
             self.model = build_model(self.cfg).eval()
         PersonSearchCheckpointer(self.model).load(cfg.MODEL.WEIGHTS)
-        self.aug = T.ResizeShortestEdge([cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MIN_SIZE_TEST], cfg.INPUT.MAX_SIZE_TEST)
-        if cfg.INPUT.FORMAT not in ("RGB", "BGR"):
-            raise ValueError(f"INPUT.FORMAT '{cfg.INPUT.FORMAT}': the predictor takes 'RGB' or 'BGR'.")
-        self.input_format = cfg.INPUT.FORMAT
+        self.aug, self.input_format = test_time_input(cfg)
 
     def detect(self, original_image):
         """BGR image [H, W, 3] uint8 -> numpy dict of its detections in original image coordinates:
@@ -93,24 +123,19 @@ class PersonSearchPredictor(DefaultPredictor):
                 f"{self.cfg.MODEL.META_ARCHITECTURE} returned no 'pred_embeddings': person search needs a "
                 "meta-architecture whose gallery output carries re-id embeddings (e.g. PersonSearchRCNN)."
             )
-        return {
-            "boxes": instances.pred_boxes.tensor.numpy().astype(np.float32),
-            "scores": instances.scores.numpy().astype(np.float32),
-            "embeddings": instances.pred_embeddings.numpy().astype(np.float32),
-        }
+        return detections_to_numpy(instances)
 
     def embed_boxes(self, original_image, boxes):
         """BGR image [H, W, 3] and boxes [K, 4] XYXY in its coordinates -> embeddings float32 [K, D]."""
         boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+        image, transform = resize_input(original_image, self.aug, self.input_format)
+        inputs = {
+            "image": image,
+            "height": original_image.shape[0],
+            "width": original_image.shape[1],
+            QUERY_BOXES: torch.as_tensor(transform.apply_box(boxes), dtype=torch.float32),
+        }
         with torch.no_grad():
-            image = original_image[:, :, ::-1] if self.input_format == "RGB" else original_image
-            transform = self.aug.get_transform(image)
-            inputs = {
-                "image": torch.as_tensor(transform.apply_image(image).astype("float32").transpose(2, 0, 1)),
-                "height": image.shape[0],
-                "width": image.shape[1],
-                QUERY_BOXES: torch.as_tensor(transform.apply_box(boxes), dtype=torch.float32),
-            }
             output = self.model([inputs])[0]
         if QUERY_EMBEDDINGS not in output:
             raise TypeError(

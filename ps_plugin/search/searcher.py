@@ -9,6 +9,7 @@ from typing import Optional
 import numpy as np
 from tqdm import tqdm
 
+from .exported import ExportedPredictor
 from .index import GalleryIndex, image_key
 from .predictor import PersonSearchPredictor, model_fingerprint, require_weights
 from .sources import iter_video_frames, list_images, read_image_bgr, read_video_frame, video_frame_count
@@ -59,7 +60,7 @@ class PersonSearcher:
     def __init__(self, predictor, index=None, index_dir=None, min_score=0.5, save_every=50):
         """
         Args:
-            predictor (PersonSearchPredictor): the model with its test-time preprocessing.
+            predictor (PersonSearchPredictor or ExportedPredictor): the model with its test-time preprocessing.
             index (GalleryIndex): the gallery; None = a new empty one.
             index_dir: where `save()` and the progress saves write the index.
             min_score: detections scoring below it are never returned (cfg.PS.EVAL.DET_THRESH).
@@ -73,17 +74,25 @@ class PersonSearcher:
         self.skipped = []  # {"source", "frame", "error"} of every unreadable image / frame
 
     @classmethod
-    def from_config(cls, cfg, index_dir=None, allow_untrained=False, **kwargs):
-        """Build the model from `cfg` (weights: cfg.MODEL.WEIGHTS, required unless allow_untrained);
-        load `index_dir` when it holds an index, which must come from the same model (fingerprint)."""
-        require_weights(cfg, allow_untrained)
-        fingerprint = model_fingerprint(cfg)
+    def from_config(cls, cfg, index_dir=None, allow_untrained=False, exported=None, **kwargs):
+        """Build the model from `cfg` (weights: cfg.MODEL.WEIGHTS, required unless allow_untrained), or
+        with `exported` (a gallery.ts / gallery.onnx of tools/export_model.py) run that exported model
+        (ExportedPredictor; `cfg` is the config it was exported with). Load `index_dir` when it holds an
+        index, which must come from the same model (fingerprint; an exported model's differs from the
+        PyTorch model's)."""
+        if exported:
+            predictor = ExportedPredictor(cfg, exported)
+            fingerprint = predictor.fingerprint
+        else:
+            require_weights(cfg, allow_untrained)
+            predictor, fingerprint = None, model_fingerprint(cfg)  # the model is built once the index fits
         if index_dir and GalleryIndex.exists(index_dir):
             index = GalleryIndex.load(index_dir)
             index.require_model(fingerprint, f"The gallery index '{index_dir}'")
         else:
             index = GalleryIndex(fingerprint=fingerprint)
-        return cls(PersonSearchPredictor(cfg), index, index_dir=index_dir, min_score=cfg.PS.EVAL.DET_THRESH, **kwargs)
+        predictor = predictor or PersonSearchPredictor(cfg)
+        return cls(predictor, index, index_dir=index_dir, min_score=cfg.PS.EVAL.DET_THRESH, **kwargs)
 
     def save(self, index_dir=None):
         """Write the index to `index_dir` (default: the one given at construction)."""
