@@ -23,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+from run_log import append_record, percent_cells
+
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "quick_schedules" / "laid_mnv2_synthps2b.yaml"
 GALLERY, QUERY = "synthps_b_gallery", "synthps_b_query"
@@ -52,7 +54,7 @@ def table(records):
     lines = ["| variant | overrides | seed | " + " | ".join(n for n, _ in METRICS) + " | minutes |",
              "|---|---|---:|" + "---:|" * (len(METRICS) + 1)]
     for r in records:
-        cells = " | ".join(f"{100 * r['metrics'][key]:.1f}" for _, key in METRICS)
+        cells = percent_cells(r["metrics"], [key for _, key in METRICS])
         lines.append(f"| {r['variant']} | {' '.join(map(str, r['opts'])) or '-'} | {r['seed']} | {cells} "
                      f"| {r['seconds'] / 60:.0f} |")
     return "\n".join(lines)
@@ -70,10 +72,7 @@ def main():
     metrics = run(args.root, args.variant, args.seed, args.opts)
     record = {"variant": args.variant, "opts": args.opts, "seed": args.seed, "metrics": metrics,
               "seconds": time.perf_counter() - start}
-    results = Path(args.root) / "results.jsonl"
-    with open(results, "a") as f:
-        f.write(json.dumps(record) + "\n")
-    print(table([json.loads(line) for line in results.read_text().splitlines()]))
+    print(table(append_record(args.root, record)))
 
 
 if __name__ == "__main__":
