@@ -89,7 +89,7 @@ def test_backbone_match_counts_the_body_only():
 
 def test_export_leaves_pretraining_parts_out_and_rejects_other_files():
     state = {"backbone.body.w": torch.ones(1), "predictor.fc1.weight": torch.ones(1), "det_iam.x": torch.ones(1),
-             "reid_iam.x": torch.ones(1), "roi_heads.reid_branch.oim.lut.features": torch.ones(1),
+             "reid_iam.x": torch.ones(1), "inter_task_am.x": torch.ones(1), "roi_heads.reid_branch.oim.lut.features": torch.ones(1),
              "roi_heads.box_head.fc1.weight": torch.ones(1)}
     assert set(export_pretrained(state, "all")) == {"body.w", "roi_heads.box_head.fc1.weight"}
     assert set(export_pretrained(state, "backbone")) == {"body.w"}

@@ -1,13 +1,15 @@
 """HybridPretrain: SimSiam by hand (stop-gradient, pairing, collapse measure), the full loss on a tiny
 CPU model with two views and two datasets, and its bad inputs."""
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
-
 from detectron2.structures import Boxes
+from detectron2.utils.events import EventStorage
 
 from ps_plugin.modeling.common.views import flatten_views
-from ps_plugin.modeling.pretrain.meta_arch import gt_box_features
+from ps_plugin.modeling.pretrain.meta_arch import gt_box_features, task_ids
 from ps_plugin.modeling.pretrain.simsiam import (
     PredictionMLP,
     embedding_spread,
@@ -126,3 +128,76 @@ def test_iams_need_dataset_ids_that_fit_the_classifiers():
     cfg.DATASETS.TRAIN = ("only_one",)
     with pytest.raises(ValueError, match="DATASETS.TRAIN has 1"):
         build(cfg)
+
+
+def test_task_ids_follow_the_crop_box():
+    views = [{"image_id": "scene"}, {"image_id": "crop", "crop_box": [0, 0, 4, 8]}]
+    assert task_ids(views, "cpu").tolist() == [0, 1]
+
+
+INTER_KEYS = {f"loss_adv_inter_{k}" for k in ("img", "ins", "cst")}
+
+
+def inter_task_batch():
+    """A detection scene (2 boxes) and a unified crop (1 box, its record's "crop_box"), one view each."""
+    scene = view(1, [[10, 10, 40, 80], [60, 20, 90, 90]], [0, 1], [0, 1], 0)
+    crop = dict(view(3, [[30, 5, 70, 90]], [2], [0], 1), crop_box=[0.0, 0.0, 40.0, 85.0])
+    return [scene, crop]
+
+
+def inter_task_cfg(inter_task=True, **kwargs):
+    cfg = pretrain_cfg(**kwargs)
+    cfg.PS.PRETRAIN.INTER_TASK_AM = inter_task
+    return cfg
+
+
+def test_inter_task_alignment_is_off_by_default_and_leaves_the_other_losses_unchanged():
+    assert pretrain_cfg().PS.PRETRAIN.INTER_TASK_AM is False
+    off_model, on_model = build(pretrain_cfg()), build(inter_task_cfg())
+    torch.manual_seed(1)  # the same proposal sampling in both
+    off = train_step(off_model, two_view_batch())
+    torch.manual_seed(1)
+    on = train_step(on_model, two_view_batch())
+    assert off_model.inter_task_am is None and set(on) == set(off) | INTER_KEYS
+    assert [k for k in off if not torch.equal(off[k], on[k])] == []
+    image_layer, instance_layer = on_model.inter_task_am.image_classifier.layers, on_model.inter_task_am.instance_classifier.layers
+    assert (image_layer[0].in_channels, image_layer[-1].out_channels) == (on_model.backbone.output_shape()["res4"].channels, 2)
+    assert instance_layer[0].in_features == on_model.backbone.output_shape()["res4"].channels  # ROI maps, averaged
+
+
+def test_inter_task_losses_by_hand_with_fixed_classifier_outputs():
+    """Both classifiers predict p = (1/4, 3/4) everywhere: L_img = mean over the 2 images of -log p[task],
+    L_ins = mean over the 3 boxes (2 from the scene, task 0; 1 from the crop, task 1), L_cst = 0."""
+    model = build(inter_task_cfg(det_iam=False, reid_iam=False))
+    for classifier in (model.inter_task_am.image_classifier, model.inter_task_am.instance_classifier):
+        last = classifier.layers[-1]
+        torch.nn.init.zeros_(last.weight)
+        last.bias.data = torch.tensor([0.0, math.log(3.0)])
+    losses = train_step(model, inter_task_batch())
+    lam = model.lam
+    assert losses["loss_adv_inter_img"].item() == pytest.approx(lam * (math.log(4) + math.log(4 / 3)) / 2, rel=1e-5)
+    assert losses["loss_adv_inter_ins"].item() == pytest.approx(lam * (2 * math.log(4) + math.log(4 / 3)) / 3, rel=1e-5)
+    assert losses["loss_adv_inter_cst"].item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_the_backbone_receives_the_reversed_gradient_of_the_inter_task_terms():
+    """grad of the inter-task terms at the backbone = -GRL_WEIGHT x their gradient without reversal."""
+    cfg = inter_task_cfg(det_iam=False, reid_iam=False)
+    cfg.PS.PRETRAIN.GRL_WEIGHT = 0.5
+    model = build(cfg)
+    params = [p for p in model.backbone.parameters() if p.requires_grad]
+
+    def backbone_grad():
+        torch.manual_seed(0)
+        model.train()
+        with EventStorage():
+            losses = model(inter_task_batch())
+        return torch.autograd.grad(sum(losses[k] for k in INTER_KEYS), params, allow_unused=True)
+
+    reversed_grads = backbone_grad()
+    for classifier in (model.inter_task_am.image_classifier, model.inter_task_am.instance_classifier):
+        classifier.grl.weight = -1.0  # the backward multiplies by -weight: +1, no reversal
+    plain_grads = backbone_grad()
+    reached = [(r, p) for r, p in zip(reversed_grads, plain_grads) if r is not None]
+    assert reached and sum(p.abs().sum() for _, p in reached) > 0
+    assert all(torch.allclose(r, -0.5 * p, atol=1e-6) for r, p in reached)

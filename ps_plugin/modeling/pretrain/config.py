@@ -38,5 +38,10 @@ def add_pretrain_loss_config(cfg):
     # box-head features (instance level); re-id IAM on RoIAlign maps and re-id embeddings.
     _C.PS.PRETRAIN.DET_IAM = True
     _C.PS.PRETRAIN.REID_IAM = True
+    # Inter-task alignment module (Table 5; the paper finds it hurts, 47.08 -> 46.53 mAP, and drops it):
+    # one more alignment module whose 2 classes are the task of each image's data (detection set or
+    # re-id crops), on the features both tasks share: the backbone map (image level) and the ROI maps
+    # averaged over each box (instance level). Our reading; the paper names the module only.
+    _C.PS.PRETRAIN.INTER_TASK_AM = False
     # Hidden width of the IAM classifiers' conv / FC layers (guess: "several cascaded conv layers").
     _C.PS.PRETRAIN.IAM_HIDDEN_DIM = 256

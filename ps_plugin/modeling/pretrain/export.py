@@ -3,7 +3,8 @@ only, or backbone + heads), loaded through MODEL.WEIGHTS.
 
 - "backbone": the `backbone.*` tensors, and a C4 model's `roi_heads.res5.*` (ResNet's last stage,
   which C4 heads run on the ROIs and FPN models keep in their body).
-- "all": every tensor but the pre-training-only parts (the SimSiam predictor, both IAMs) and the
+- "all": every tensor but the pre-training-only parts (the SimSiam predictor, the IAMs, the
+  inter-task module) and the
   OIM identity tables (their rows are the pre-training sets' identities; fine-tuning sizes its own).
 Backbone names lose their "backbone." and "bottom_up." wrappers (`backbone.body.conv_stem.weight` ->
 `body.conv_stem.weight`) and C4's res5 its "roi_heads." (`roi_heads.res5.0.conv1.weight` ->
@@ -21,7 +22,7 @@ __all__ = ["export_pretrained", "save_export", "check_backbone_match", "body_key
 
 PARTS = ("backbone", "all")
 SOURCE = "ps-checkpoint"
-PRETRAIN_ONLY_PREFIXES = ("predictor.", "det_iam.", "reid_iam.", "roi_heads.reid_branch.oim.")
+PRETRAIN_ONLY_PREFIXES = ("predictor.", "det_iam.", "reid_iam.", "inter_task_am.", "roi_heads.reid_branch.oim.")
 C4_RES5 = "roi_heads.res5."
 # Issue 17: an export must initialise the target's backbone; 95 % leaves room for buffers a target adds.
 MIN_BACKBONE_MATCH = 0.95

@@ -11,6 +11,11 @@ PersonSearchStandardROIHeads); pre-training adds, on training inputs only:
   level: box-head features of the ground-truth boxes) and the re-id IAM (image level: their
   ROI maps; instance level: their re-id embeddings), each a DomainAlignmentModule over the
   datasets of DATASETS.TRAIN (the record's "dataset_id", PS.DATA.TRAIN_RATIOS).
+- Inter-task alignment (Table 5, PS.PRETRAIN.INTER_TASK_AM, off as in the paper): a third
+  DomainAlignmentModule over 2 classes, the task whose data each image is (detection: a scene
+  record; re-id: a unified crop, whose record carries "crop_box"), on the features both tasks
+  share: the backbone map (image level) and each ground-truth box's ROI maps averaged over space
+  (instance level). Its three terms join L_adv.
 L = L_ps + ETA * L_con + LAMBDA * L_adv. Inference is the baseline's; the export
 (tools/convert_pretrained.py --source ps-checkpoint) drops the IAMs and the predictor.
 """
@@ -21,14 +26,21 @@ from detectron2.utils.events import get_event_storage
 
 from ps_plugin.modeling.baseline import PersonSearchRCNN, PersonSearchRes5ROIHeads, PersonSearchStandardROIHeads
 from ps_plugin.modeling.common.domain_adversarial import DomainAlignmentModule
+from ps_plugin.data.datasets.crops import CROP_BOX
 from ps_plugin.modeling.common.views import flatten_views, record_views
 
 from .simsiam import PredictionMLP, embedding_spread, paired_box_rows, simsiam_loss
 
-__all__ = ["HybridPretrain", "gt_box_features"]
+__all__ = ["HybridPretrain", "gt_box_features", "task_ids"]
 
 DATASET_ID = "dataset_id"
 INSTANCE_IDS = "instance_ids"
+DETECTION_TASK, REID_TASK = 0, 1
+
+
+def task_ids(views, device):
+    """int64 [B]: REID_TASK for a view of a unified crop (its record has "crop_box"), else DETECTION_TASK."""
+    return torch.tensor([REID_TASK if CROP_BOX in v else DETECTION_TASK for v in views], dtype=torch.int64, device=device)
 
 
 def gt_box_features(roi_heads, features, boxes):
@@ -67,12 +79,14 @@ class HybridPretrain(PersonSearchRCNN):
     """PersonSearchRCNN + SimSiam (L_con) + intra-task alignment modules (L_adv); module docstring."""
 
     @configurable
-    def __init__(self, *, predictor, det_iam, reid_iam, eta, lam, **kwargs):
-        """predictor: PredictionMLP; det_iam / reid_iam: DomainAlignmentModule or None; eta, lam: Eq. 1."""
+    def __init__(self, *, predictor, det_iam, reid_iam, eta, lam, inter_task_am=None, **kwargs):
+        """predictor: PredictionMLP; det_iam / reid_iam / inter_task_am: DomainAlignmentModule or None;
+        eta, lam: Eq. 1."""
         super().__init__(**kwargs)
         self.predictor = predictor
         self.det_iam = det_iam
         self.reid_iam = reid_iam
+        self.inter_task_am = inter_task_am
         self.eta = eta
         self.lam = lam
 
@@ -96,14 +110,15 @@ class HybridPretrain(PersonSearchRCNN):
                 "PS.PRETRAIN.DET_IAM and PS.PRETRAIN.REID_IAM to False."
             )
 
-        def iam(channels, instance_dim):
-            return DomainAlignmentModule(channels, instance_dim, num_domains, node.GRL_WEIGHT, (hidden,), (hidden, hidden))
+        def iam(channels, instance_dim, classes=num_domains):
+            return DomainAlignmentModule(channels, instance_dim, classes, node.GRL_WEIGHT, (hidden,), (hidden, hidden))
 
         dim = cfg.PS.REID.EMBED_DIM
         ret.update(
             predictor=PredictionMLP(dim, node.PREDICTOR_HIDDEN_DIM),
             det_iam=iam(image_channels, box_dim) if node.DET_IAM else None,
             reid_iam=iam(roi_map_channels, dim) if node.REID_IAM else None,
+            inter_task_am=iam(image_channels, roi_map_channels, classes=2) if node.INTER_TASK_AM else None,
             eta=node.ETA,
             lam=node.LAMBDA,
         )
@@ -111,7 +126,7 @@ class HybridPretrain(PersonSearchRCNN):
 
     def losses(self, batched_inputs):
         """Training inputs (one view each, or {VIEWS: [2 views]}) -> L_ps terms (the baseline's), "loss_con",
-        and "loss_adv_{det,reid}_{img,ins,cst}" for the enabled IAMs, each already weighted."""
+        and "loss_adv_{det,reid,inter}_{img,ins,cst}" for the enabled alignment modules, each already weighted."""
         views = flatten_views(batched_inputs)
         images = self.preprocess_image(views)
         features = self.backbone(images.tensor)
@@ -121,7 +136,7 @@ class HybridPretrain(PersonSearchRCNN):
         losses.update(detector_losses)
         pooled, box_features, embeddings = gt_box_features(self.roi_heads, features, [t.gt_boxes for t in targets])
         losses["loss_con"] = self.eta * self._contrastive(batched_inputs, targets, embeddings)
-        if self.det_iam is not None or self.reid_iam is not None:
+        if any(m is not None for m in (self.det_iam, self.reid_iam, self.inter_task_am)):
             losses.update(self._adversarial(views, features, targets, pooled, box_features, embeddings))
         return losses
 
@@ -142,22 +157,30 @@ class HybridPretrain(PersonSearchRCNN):
         return simsiam_loss(embeddings[first], embeddings[second], self.predictor)
 
     def _adversarial(self, views, features, targets, pooled, box_features, embeddings):
-        """LAMBDA x the terms of Eq. 7 for each enabled IAM."""
+        """LAMBDA x the terms of Eq. 7 for each enabled IAM, and those of the inter-task module."""
+        image_index = torch.cat(
+            [torch.full((len(t),), i, dtype=torch.int64, device=self.device) for i, t in enumerate(targets)]
+        )
+        image_map = features[self.roi_heads.in_features[0]]
+        terms = {}
+        if self.det_iam is not None or self.reid_iam is not None:
+            domains = self._dataset_ids(views)
+        if self.det_iam is not None:
+            terms["det"] = self.det_iam(image_map, domains, box_features, image_index)
+        if self.reid_iam is not None:
+            rois = torch.arange(len(image_index), device=self.device)
+            terms["reid"] = self.reid_iam(pooled, domains[image_index], embeddings, rois)
+        if self.inter_task_am is not None:
+            tasks = task_ids(views, self.device)
+            terms["inter"] = self.inter_task_am(image_map, tasks, pooled.mean(dim=(2, 3)), image_index)
+        return {f"loss_adv_{iam}_{k}": self.lam * v for iam, parts in terms.items() for k, v in parts.items()}
+
+    def _dataset_ids(self, views):
+        """int64 [B]: each view's "dataset_id"; ValueError naming the fix when one is missing."""
         missing = [v.get("image_id") for v in views if DATASET_ID not in v]
         if missing:
             raise ValueError(
                 f"HybridPretrain's IAMs need each record's '{DATASET_ID}': set PS.DATA.TRAIN_RATIOS (one ratio per "
                 f"DATASETS.TRAIN entry) so the training stream tags them; missing on {missing[:3]}."
             )
-        domains = torch.tensor([v[DATASET_ID] for v in views], dtype=torch.int64, device=self.device)
-        image_index = torch.cat(
-            [torch.full((len(t),), i, dtype=torch.int64, device=self.device) for i, t in enumerate(targets)]
-        )
-        terms = {}
-        if self.det_iam is not None:
-            det_map = features[self.roi_heads.in_features[0]]
-            terms["det"] = self.det_iam(det_map, domains, box_features, image_index)
-        if self.reid_iam is not None:
-            rois = torch.arange(len(image_index), device=self.device)
-            terms["reid"] = self.reid_iam(pooled, domains[image_index], embeddings, rois)
-        return {f"loss_adv_{iam}_{k}": self.lam * v for iam, parts in terms.items() for k, v in parts.items()}
+        return torch.tensor([v[DATASET_ID] for v in views], dtype=torch.int64, device=self.device)
