@@ -14,6 +14,9 @@ Detectron2's keys ("image" uint8 [C, H, W] in INPUT.FORMAT, "height"/"width" of 
   is the protocol's query box.
 - GT_BOXES_FOR_REID: float32 [M, 4], input image. Test mode, gallery records (PS.EVAL.GT_MAP): every
   annotation's box, in annotation order; a box the transform made degenerate keeps its row.
+- IGNORE_BOXES: float32 [M, 4], input image. Training, records with "ignore_regions" (CrowdHuman),
+  PS.DATA.IGNORE_REGIONS: the regions (clipped, empty ones dropped) whose unmatched anchors and
+  proposals are neither positives nor negatives (modeling/common/ignore_regions.py).
 - VIEWS: training with PS.INPUT.NUM_VIEWS = k > 1: a list of k single-view input dicts of one image
   (the record's other keys sit beside it, "annotations" removed).
 
@@ -36,6 +39,7 @@ from detectron2.structures import Instances
 __all__ = [
     "GT_BOXES_FOR_REID",
     "GT_EMBEDDINGS",
+    "IGNORE_BOXES",
     "QUERY_BOXES",
     "QUERY_EMBEDDINGS",
     "VIEWS",
@@ -45,6 +49,7 @@ __all__ = [
 
 QUERY_BOXES = "query_boxes"
 GT_BOXES_FOR_REID = "gt_boxes_for_reid"
+IGNORE_BOXES = "ignore_boxes"
 VIEWS = "views"
 QUERY_EMBEDDINGS = "query_embeddings"
 GT_EMBEDDINGS = "gt_embeddings"

@@ -12,7 +12,7 @@ import logging
 
 from detectron2.data import get_detection_dataset_dicts
 
-from .datasets.common import UNLABELED
+from .datasets.common import IGNORE_REGIONS, UNLABELED
 
 # The domain tags of PS.DATA.TRAIN_DOMAINS: labelled source data, unlabelled target data (LAID).
 SOURCE, TARGET = "source", "target"
@@ -102,12 +102,14 @@ def training_domains(cfg):
 
 def hide_annotations(records, domain):
     """Copies of `records` tagged with `domain` and, for the unlabelled target domain, with no
-    "annotations": target boxes and identities never reach the model (or the identity tables)."""
+    "annotations" nor "ignore_regions": target boxes and identities never reach the model (or the
+    identity tables)."""
     hidden = []
     for record in records:
         record = {**record, "domain": domain}
         if domain == TARGET:
             record["annotations"] = []
+            record.pop(IGNORE_REGIONS, None)
         hidden.append(record)
     return hidden
 

@@ -9,8 +9,9 @@ from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 from detectron2.structures import BoxMode
 
-from ps_plugin.structures import GT_BOXES_FOR_REID, QUERY_BOXES, VIEWS
+from ps_plugin.structures import GT_BOXES_FOR_REID, IGNORE_BOXES, QUERY_BOXES, VIEWS
 
+from .datasets.record_fields import IGNORE_REGIONS
 from .transforms import build_person_search_augmentation
 
 __all__ = ["PersonSearchDatasetMapper"]
@@ -32,7 +33,10 @@ class PersonSearchDatasetMapper:
         views of one image is the same physical box; set in every mode for uniformity).
       Boxes less visible than `min_box_visibility` after a crop, and empty boxes, are dropped
       together with their pid and id. An image without people gives N = 0.
-    - training: "annotations" is removed (the instances replace it).
+    - training: "annotations" is removed (the instances replace it). A record with "ignore_regions"
+      (float32 [M, 4] XYXY_ABS, CrowdHuman) also gives IGNORE_BOXES: float32 [M', 4], the regions in the
+      augmented image, clipped to it, empty ones dropped (off with `ignore_regions=False`,
+      cfg.PS.DATA.IGNORE_REGIONS).
     - test: "annotations" is kept untouched (original frame) and "instances" holds the
       transformed ground truth, which gallery GT-box embeddings (GT mAP, QC pass 1) need.
       Query records (with "query_index") also get QUERY_BOXES: float32 [K, 4], the query
@@ -49,7 +53,8 @@ class PersonSearchDatasetMapper:
 
     @configurable
     def __init__(
-        self, is_train, *, augmentations, image_format, num_views=1, min_box_visibility=0.0, gt_map=True
+        self, is_train, *, augmentations, image_format, num_views=1, min_box_visibility=0.0, gt_map=True,
+        ignore_regions=True,
     ):
         """
         Args:
@@ -59,6 +64,7 @@ class PersonSearchDatasetMapper:
             num_views: k augmented views per image; must be 1 in test mode.
             min_box_visibility: drop boxes keeping less than this fraction of their area.
             gt_map: test mode, gallery records: add GT_BOXES_FOR_REID (GT mAP input).
+            ignore_regions: training mode, records with "ignore_regions": add IGNORE_BOXES.
         """
         if num_views < 1 or (num_views > 1 and not is_train):
             raise ValueError(
@@ -71,6 +77,7 @@ class PersonSearchDatasetMapper:
         self.num_views = num_views
         self.min_box_visibility = min_box_visibility
         self.gt_map = gt_map
+        self.ignore_regions = ignore_regions
         mode = "training" if is_train else "inference"
         logger.info(f"[PersonSearchDatasetMapper] {mode} augmentations, {num_views} view(s): {augmentations}")
 
@@ -83,6 +90,7 @@ class PersonSearchDatasetMapper:
             "num_views": cfg.PS.INPUT.NUM_VIEWS if is_train else 1,
             "min_box_visibility": cfg.PS.INPUT.MIN_BOX_VISIBILITY,
             "gt_map": cfg.PS.EVAL.GT_MAP,
+            "ignore_regions": cfg.PS.DATA.IGNORE_REGIONS,
         }
 
     def __call__(self, dataset_dict):
@@ -127,6 +135,8 @@ class PersonSearchDatasetMapper:
         view["image"] = torch.as_tensor(np.ascontiguousarray(view_image.transpose(2, 0, 1)))
         view["instances"] = self._instances(annotations, transforms, image_hw, aug_input.boxes)
         if self.is_train:
+            if self.ignore_regions and IGNORE_REGIONS in record:
+                view[IGNORE_BOXES] = _transformed_regions(record[IGNORE_REGIONS], transforms, image_hw)
             return view
         transformed_boxes = torch.as_tensor(np.array([a["bbox"] for a in annotations], dtype=np.float32).reshape(-1, 4))
         if "query_index" in record:
@@ -148,6 +158,14 @@ class PersonSearchDatasetMapper:
         full_area = torch.as_tensor(_box_area(unclipped_boxes), dtype=torch.float32)
         visible = instances.gt_boxes.area() >= self.min_box_visibility * full_area
         return utils.filter_empty_instances(instances[visible])
+
+
+def _transformed_regions(regions, transforms, image_hw):
+    """regions [M, 4] XYXY_ABS of the original image -> float32 tensor [M', 4]: through `transforms`,
+    clipped to the image (H, W), zero-area ones dropped."""
+    boxes = transforms.apply_box(np.asarray(regions, dtype=np.float32).reshape(-1, 4))
+    boxes = np.clip(boxes, 0, [image_hw[1], image_hw[0], image_hw[1], image_hw[0]]).astype(np.float32)
+    return torch.as_tensor(boxes[_box_area(boxes) > 0])
 
 
 def _box_area(boxes):

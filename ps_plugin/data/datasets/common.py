@@ -16,7 +16,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 from PIL import Image
 
-from .record_fields import UNLABELED, xywh_to_xyxy  # noqa: F401  (the loaders import them from here)
+from .record_fields import IGNORE_REGIONS, UNLABELED, xywh_to_xyxy  # noqa: F401  (the loaders import them from here)
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ import os
 
 import numpy as np
 
-from .common import datasets_root, make_record, read_image_size, register_person_search, require_path, xywh_to_xyxy
+from .common import IGNORE_REGIONS, datasets_root, make_record, read_image_size, register_person_search, require_path, xywh_to_xyxy
 from .crops import INSTANCE_IDS
 
 CROWDHUMAN_SPLITS = {"crowdhuman_train": "annotation_train.odgt", "crowdhuman_val": "annotation_val.odgt"}
@@ -55,7 +55,7 @@ def load_crowdhuman(odgt_file, image_dir):
         ignored = [b["fbox"] for b in entry["gtboxes"] if is_ignored(b)]
         record = make_record(
             file_name, entry["ID"], height, width, xywh_to_xyxy(people), np.zeros(len(people)),
-            ignore_regions=xywh_to_xyxy(ignored).astype(np.float32), **{INSTANCE_IDS: True},
+            **{IGNORE_REGIONS: xywh_to_xyxy(ignored).astype(np.float32), INSTANCE_IDS: True},
         )
         for annotation in record["annotations"]:  # one identity per kept box
             annotation["person_id"] = next_id

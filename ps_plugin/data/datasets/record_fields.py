@@ -2,6 +2,9 @@
 import numpy as np
 
 UNLABELED = -1  # person_id of a person box without an identity
+# Record key: float32 [M, 4] XYXY_ABS regions of people not annotated one by one (CrowdHuman), which
+# detector training ignores (docs/DATA_RECORDS.md).
+IGNORE_REGIONS = "ignore_regions"
 
 
 def xywh_to_xyxy(boxes_xywh):

@@ -3,6 +3,10 @@ from detectron2.modeling import META_ARCH_REGISTRY, GeneralizedRCNN
 from detectron2.structures import Boxes
 
 from ps_plugin.modeling.common import PersonSearchMetaArch, split_per_image
+from ps_plugin.modeling.common.ignore_regions import drop_ignored_proposals, ignore_boxes_of
+from ps_plugin.structures import IGNORE_BOXES
+
+from .rpn import PersonSearchRPN
 
 
 @META_ARCH_REGISTRY.register()
@@ -18,8 +22,31 @@ class PersonSearchRCNN(PersonSearchMetaArch, GeneralizedRCNN):
     """
 
     def losses(self, batched_inputs):
-        """GeneralizedRCNN's training forward: RPN, box and re-id losses (ROI heads)."""
-        return GeneralizedRCNN.forward(self, batched_inputs)
+        """GeneralizedRCNN's training forward (less its visualisation), with the inputs' ignore regions:
+        RPN, box and re-id losses (ROI heads)."""
+        images = self.preprocess_image(batched_inputs)
+        targets = [x["instances"].to(self.device) for x in batched_inputs]
+        features = self.backbone(images.tensor)
+        proposals, proposal_losses = self.propose(images, features, targets, batched_inputs)
+        _, detector_losses = self.roi_heads(images, features, proposals, targets)
+        return {**detector_losses, **proposal_losses}
+
+    def propose(self, images, features, targets, inputs):
+        """Training RPN -> (proposals, RPN losses), honouring the inputs' IGNORE_BOXES: anchors and proposals
+        inside a region (IoA > PS.DATA.IGNORE_IOA_THRESH) and matched to no person are neither positives
+        nor negatives (modeling/common/ignore_regions.py). Without regions: the proposal generator's call."""
+        regions = ignore_boxes_of(inputs, self.device)
+        if regions is None:
+            return self.proposal_generator(images, features, targets)
+        if not isinstance(self.proposal_generator, PersonSearchRPN):
+            raise ValueError(
+                f"Training inputs carry ignore regions ({IGNORE_BOXES}) but MODEL.PROPOSAL_GENERATOR.NAME is "
+                f"{type(self.proposal_generator).__name__!r}: set it to 'PersonSearchRPN' (Base-PersonSearchRCNN.yaml "
+                "does), or PS.DATA.IGNORE_REGIONS False to train on them as background."
+            )
+        proposals, losses = self.proposal_generator(images, features, targets, ignore_boxes=regions)
+        threshold = self.proposal_generator.ignore_ioa_thresh
+        return drop_ignored_proposals(proposals, targets, regions, self.roi_heads.proposal_matcher, threshold), losses
 
     def detect(self, images, features, inputs):
         """RPN -> ROI heads -> Instances with pred_embeddings [N_i, D] of the final boxes (and NAE

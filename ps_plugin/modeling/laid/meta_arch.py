@@ -138,7 +138,7 @@ class LAID(PersonSearchRCNN):
         images = self.preprocess_image(inputs)
         features = self.backbone(images.tensor)
         targets = [x["instances"].to(self.device) for x in inputs]
-        proposals, rpn_losses = self.proposal_generator(images, features, targets)
+        proposals, rpn_losses = self.propose(images, features, targets, inputs)
         sampled = self.roi_heads.label_and_sample_proposals(proposals, targets)
         predictions, reid_features = self.roi_heads.box_predictions_and_reid_features(
             features, [p.proposal_boxes for p in sampled]

@@ -213,7 +213,7 @@ class OLA(PersonSearchRCNN, ClusterMemoryModel):
         images = self.preprocess_image(batched_inputs)
         features = self.extract_features(images)
         targets = self._box_targets(batched_inputs)
-        proposals, losses = self.proposal_generator(images, features, targets)
+        proposals, losses = self.propose(images, features, targets, batched_inputs)
         sampled = self.roi_heads.label_and_sample_proposals(proposals, targets)
         predictions, reid_features = self.roi_heads.box_predictions_and_reid_features(
             features, [p.proposal_boxes for p in sampled]

@@ -131,7 +131,7 @@ class HybridPretrain(PersonSearchRCNN):
         images = self.preprocess_image(views)
         features = self.backbone(images.tensor)
         targets = [v["instances"].to(self.device) for v in views]
-        proposals, losses = self.proposal_generator(images, features, targets)
+        proposals, losses = self.propose(images, features, targets, views)
         _, detector_losses = self.roi_heads(images, features, proposals, targets)
         losses.update(detector_losses)
         pooled, box_features, embeddings = gt_box_features(self.roi_heads, features, [t.gt_boxes for t in targets])
