@@ -9,6 +9,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from format_fixtures import write_jpg
 from ps_plugin.data.datasets.crowdhuman import CROWDHUMAN_SPLITS, load_crowdhuman, register_all_crowdhuman
+from ps_plugin.data.datasets.eurocity import ECP_SPLITS, load_ecp, register_all_ecp
 from ps_plugin.data.datasets.crops import CROP_BOX, INSTANCE_IDS, load_unlabelled_crop_folder
 from ps_plugin.data.datasets.cuhk03 import register_cuhk03_np
 from ps_plugin.data.datasets.luperson import register_luperson
@@ -114,6 +115,50 @@ def test_crowdhuman_full_boxes_ignore_regions_and_one_identity_per_box(tmp_path)
         load_crowdhuman(str(base / "annotation_train.odgt"), str(base / "Images"))
 
 
+def write_ecp(base, time="day", split="train"):
+    """Two Berlin frames and one Zurich frame of ECP in its released layout."""
+    frames = {
+        "berlin/berlin_00001": [
+            {"identity": "pedestrian", "x0": 10, "y0": 20, "x1": 40, "y1": 70, "tags": ["occluded>40"], "children": []},
+            {"identity": "rider", "x0": 60, "y0": 10, "x1": 80, "y1": 50, "tags": [],
+             "children": [{"identity": "bicycle", "x0": 55, "y0": 30, "x1": 90, "y1": 60, "tags": []}]},
+            {"identity": "person-group-far-away", "x0": 0, "y0": 0, "x1": 12, "y1": 8, "tags": [], "children": []},
+            {"identity": "rider+vehicle-group-far-away", "x0": 85, "y0": 0, "x1": 100, "y1": 9, "tags": [], "children": []},
+            {"identity": "motorbike-group", "x0": 20, "y0": 60, "x1": 50, "y1": 80, "tags": [], "children": []},
+        ],
+        "berlin/berlin_00002": [],
+        "zurich/zurich_00007": [
+            {"identity": "pedestrian", "x0": 90, "y0": 30, "x1": 130, "y1": 90, "tags": ["truncated>10"], "children": []},
+        ],
+    }
+    for city_name, children in frames.items():
+        write_jpg(str(base / time / "img" / split / f"{city_name}.png"), 100, 80)
+        label = base / time / "labels" / split / f"{city_name}.json"
+        label.parent.mkdir(parents=True, exist_ok=True)
+        label.write_text(json.dumps({"identity": "frame", "imagewidth": 100, "imageheight": 80, "children": children}))
+    return base
+
+
+def test_ecp_persons_riders_far_away_groups_and_one_identity_per_box(tmp_path):
+    base = write_ecp(tmp_path / "ECP")
+    records = load_ecp(str(base / "day" / "labels" / "train"), str(base / "day" / "img" / "train"))
+    assert [r["image_id"] for r in records] == ["berlin/berlin_00001", "berlin/berlin_00002", "zurich/zurich_00007"]
+    assert records[0]["file_name"] == str(base / "day" / "img" / "train" / "berlin" / "berlin_00001.png")
+    # The pedestrian and the rider (not its bicycle, nor the motorbike group); the far-away groups are ignored.
+    assert [a["bbox"] for a in records[0]["annotations"]] == [[10, 20, 40, 70], [60, 10, 80, 50]]
+    np.testing.assert_array_equal(records[0]["ignore_regions"], [[0, 0, 12, 8], [85, 0, 100, 9]])
+    assert records[1]["annotations"] == [] and records[1]["ignore_regions"].shape == (0, 4)
+    assert [a["bbox"] for a in records[2]["annotations"]] == [[90, 30, 100, 80]]  # clipped to the 100 x 80 image
+    assert _pids(records) == [0, 1, 2]
+    assert all(r[INSTANCE_IDS] and (r["height"], r["width"]) == (80, 100) for r in records)
+    (base / "day" / "labels" / "train" / "zurich" / "zurich_00007.json").write_text('{"identity": "seqlist"}')
+    with pytest.raises(ValueError, match="zurich_00007.json: an ECP label file holds one object"):
+        load_ecp(str(base / "day" / "labels" / "train"), str(base / "day" / "img" / "train"))
+    (base / "day" / "labels" / "val").mkdir()
+    with pytest.raises(FileNotFoundError, match="No ECP label file"):
+        load_ecp(str(base / "day" / "labels" / "val"), str(base / "day" / "img" / "val"))
+
+
 @pytest.fixture
 def registered_mot(tmp_path):
     """A registered 2-frame MOT set `pretrain_test_mot`: tracks 5, 9 in frame 1, track 5 in frame 2."""
@@ -143,6 +188,7 @@ REGISTRATIONS = {
     register_msmt17: ["msmt17_train"],
     register_luperson: ["luperson_crops"],
     register_all_crowdhuman: list(CROWDHUMAN_SPLITS),
+    register_all_ecp: list(ECP_SPLITS),
 }
 
 
@@ -166,6 +212,7 @@ def test_builtin_names_read_their_folders_under_the_datasets_root(tmp_path, monk
     write_jpg(str(tmp_path / "cuhk03_np" / "labeled" / "bounding_box_train" / "0001_c1_1.png"), 30, 70)
     write_jpg(str(tmp_path / "luperson" / "x.jpg"), 30, 70)
     write_crowdhuman(tmp_path / "crowdhuman")
+    write_ecp(tmp_path / "ECP", time="night", split="val")
     monkeypatch.setenv("DETECTRON2_DATASETS", str(tmp_path))
     assert len(DatasetCatalog.get("market1501_train")) == 3
     assert MetadataCatalog.get("market1501_train").num_pids == 2
@@ -173,6 +220,9 @@ def test_builtin_names_read_their_folders_under_the_datasets_root(tmp_path, monk
     assert len(DatasetCatalog.get("luperson_crops")) == 1
     assert len(DatasetCatalog.get("crowdhuman_train")) == 3
     assert MetadataCatalog.get("crowdhuman_train").num_pids == 3
+    assert len(DatasetCatalog.get("ecp_night_val")) == 3 and MetadataCatalog.get("ecp_night_val").num_pids == 3
+    with pytest.raises(FileNotFoundError, match="ECP/day/labels/train"):
+        DatasetCatalog.get("ecp_day_train")
     with pytest.raises(FileNotFoundError, match="cuhk03_np/detected/bounding_box_train"):
         DatasetCatalog.get("cuhk03_np_detected_train")
     with pytest.raises(FileNotFoundError, match="list_train.txt"):

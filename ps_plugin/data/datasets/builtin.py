@@ -17,6 +17,7 @@ register_all_synthps(prefix="synthps_b")
 from .crowdhuman import register_all_crowdhuman  # noqa: E402
 from .cuhk03 import register_cuhk03_np  # noqa: E402
 from .detection_only import register_all_detection_only  # noqa: E402
+from .eurocity import register_all_ecp  # noqa: E402
 from .luperson import register_luperson  # noqa: E402
 from .market1501 import register_market1501  # noqa: E402
 from .msmt17 import register_msmt17  # noqa: E402
@@ -25,6 +26,7 @@ from .scene_crops import register_all_scene_crops  # noqa: E402
 register_all_crowdhuman()
 register_cuhk03_np()
 register_all_detection_only()
+register_all_ecp()
 register_luperson()
 register_market1501()
 register_msmt17()

@@ -17,6 +17,7 @@ import os
 
 import numpy as np
 
+from .coco_persons import assign_person_ids
 from .common import IGNORE_REGIONS, datasets_root, make_record, read_image_size, register_person_search, require_path, xywh_to_xyxy
 from .crops import INSTANCE_IDS
 
@@ -47,21 +48,17 @@ def is_ignored(gtbox):
 
 def load_crowdhuman(odgt_file, image_dir):
     """Detection records of one `.odgt` file (see the module docstring)."""
-    records, next_id = [], 0
+    records = []
     for entry in read_odgt(odgt_file):
         file_name = os.path.join(image_dir, f"{entry['ID']}.jpg")
         height, width = read_image_size(require_path(file_name, "CrowdHuman image", f"Unpack the images into {image_dir}."))
         people = [b["fbox"] for b in entry["gtboxes"] if not is_ignored(b)]
         ignored = [b["fbox"] for b in entry["gtboxes"] if is_ignored(b)]
-        record = make_record(
+        records.append(make_record(
             file_name, entry["ID"], height, width, xywh_to_xyxy(people), np.zeros(len(people)),
             **{IGNORE_REGIONS: xywh_to_xyxy(ignored).astype(np.float32), INSTANCE_IDS: True},
-        )
-        for annotation in record["annotations"]:  # one identity per kept box
-            annotation["person_id"] = next_id
-            next_id += 1
-        records.append(record)
-    return records
+        ))
+    return assign_person_ids(records, unique_ids=True)  # one identity per kept box
 
 
 def register_all_crowdhuman(root=None):
