@@ -165,10 +165,11 @@ def test_inter_task_alignment_is_off_by_default_and_leaves_the_other_losses_unch
     assert instance_layer[0].in_features == on_model.backbone.output_shape()["res4"].channels  # ROI maps, averaged
 
 
-def test_inter_task_losses_by_hand_with_fixed_classifier_outputs():
+@pytest.mark.parametrize("c4", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_inter_task_losses_by_hand_with_fixed_classifier_outputs(c4):
     """Both classifiers predict p = (1/4, 3/4) everywhere: L_img = mean over the 2 images of -log p[task],
     L_ins = mean over the 3 boxes (2 from the scene, task 0; 1 from the crop, task 1), L_cst = 0."""
-    model = build(inter_task_cfg(det_iam=False, reid_iam=False))
+    model = build(inter_task_cfg(det_iam=False, reid_iam=False, c4=c4))
     for classifier in (model.inter_task_am.image_classifier, model.inter_task_am.instance_classifier):
         last = classifier.layers[-1]
         torch.nn.init.zeros_(last.weight)
