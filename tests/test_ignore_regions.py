@@ -9,6 +9,7 @@ from detectron2.structures import Boxes, Instances, pairwise_iou
 from detectron2.utils.events import EventStorage
 
 from common import small_input_cfg
+from ps_plugin.data.datasets.crowdhuman import load_crowdhuman
 from ps_plugin.data.identities import hide_annotations
 from ps_plugin.data.mapper import PersonSearchDatasetMapper
 from ps_plugin.modeling.common.ignore_regions import (
@@ -18,6 +19,7 @@ from ps_plugin.modeling.common.ignore_regions import (
     inside_ignore_regions,
 )
 from ps_plugin.structures import IGNORE_BOXES
+from test_datasets_pretrain import write_crowdhuman
 from test_mapper import scene_record
 from test_model_baseline import H, W, build, image, person_instances, tiny_model_cfg
 
@@ -154,3 +156,18 @@ def test_hidden_target_records_lose_their_regions():
     record = {"annotations": [{"bbox": [0, 0, 1, 1]}], "ignore_regions": np.zeros((1, 4), np.float32)}
     assert "ignore_regions" not in hide_annotations([record], "target")[0]
     assert "ignore_regions" in hide_annotations([record], "source")[0]
+
+
+def test_crowdhuman_records_train_through_the_mapper_with_their_regions(tmp_path):
+    """Loader -> mapper -> baseline training step: the crowd mask and the ignored person arrive as
+    IGNORE_BOXES in the resized image, and the step's losses are finite."""
+    base = write_crowdhuman(tmp_path / "crowdhuman")
+    records = load_crowdhuman(str(base / "annotation_train.odgt"), str(base / "Images"))
+    mapper = PersonSearchDatasetMapper(small_input_cfg(TRAIN_AUG="resize", FLIP_PROB=0.0), is_train=True)
+    batch = [mapper(r) for r in records[:2]]
+    scale = 200 / 80  # 100 x 80 images resized to a short side of 200
+    np.testing.assert_allclose(batch[0][IGNORE_BOXES].numpy(), np.array([[5, 5, 15, 15], [50, 50, 70, 70]]) * scale, atol=1e-3)
+    assert batch[1][IGNORE_BOXES].shape == (0, 4)  # a record without regions: an empty list, no effect
+    model = build(rpn_cfg())
+    losses, _ = storage_counts(model, [{**b, "image": b["image"].flip(0)} for b in batch])  # RGB -> the model's BGR
+    assert all(torch.isfinite(v) for v in losses.values())
