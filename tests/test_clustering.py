@@ -12,6 +12,7 @@ from ps_plugin.modeling.common.clustering import (
     dbscan_labels,
     k_nearest_neighbours,
     k_reciprocal_jaccard,
+    reliable_clusters,
     same_image_pairs,
 )
 
@@ -142,3 +143,53 @@ def test_same_image_pairs_counts_boxes_of_one_image_in_one_cluster():
     labels = np.array([0, 0, 0, 1, 2, 2])
     images = np.array([7, 7, 7, 7, 8, 9])
     assert same_image_pairs(labels, images) == 3  # the three boxes of image 7 in cluster 0
+
+
+def chain_distance(positions):
+    """Sparse |x_i - x_j| between points on a line (pairs below 1 stored)."""
+    x = np.asarray(positions, dtype=float)
+    distance = np.abs(x[:, None] - x[None, :])
+    distance[distance >= 1] = 0
+    return sparse.csr_matrix(distance)
+
+
+def labels_at(distance, *eps_values):
+    return [dbscan_labels(distance, eps, min_samples=2)[0] for eps in eps_values]
+
+
+def test_reliability_rejects_a_point_that_joins_only_at_a_looser_eps():
+    # points 0-2 at spacing 0.1; point 3 0.18 beyond point 2: a neighbour at eps 0.2 and 0.22, not at 0.15
+    tight, normal, loose = labels_at(chain_distance([0.0, 0.1, 0.2, 0.38]), 0.15, 0.2, 0.25)
+    assert len(set(normal.tolist())) == 1 and tight[3] != tight[2]
+    # R_comp: 1 - 3/4 for points 0-2, 1 - 1/4 for point 3; R_indep 0 for all: point 3 fails compactness
+    result, threshold = reliable_clusters(tight, normal, loose)
+    assert threshold == 0.0 and result.num_clusters == 1 and result.num_outliers == 1
+    assert len(set(result.labels[:3].tolist())) == 1 and result.labels[3] == 1
+
+
+def test_reliability_dissolves_the_cluster_that_grows_at_the_loosest_eps():
+    # 20 tight pairs far apart, and pair 20, which a lone point joins at eps 0.25 (not at 0.2)
+    positions = [10.0 * i + offset for i in range(21) for offset in (0.0, 0.1)] + [200.1 + 0.23]
+    tight, normal, loose = labels_at(chain_distance(positions), 0.15, 0.2, 0.25)
+    assert normal[40] == normal[41] != normal[42] and loose[42] == loose[41]
+    # R_indep of pair 20: 1 - 2/3; of the other 20 pairs: 0 = the 90 % quantile of the 21 clusters
+    result, threshold = reliable_clusters(tight, normal, loose)
+    assert threshold == 0.0 and result.num_clusters == 20 and result.num_outliers == 3
+    np.testing.assert_array_equal(result.labels[:40], np.repeat(np.arange(20), 2))
+    # a fixed threshold (OLA's code keeps the first epoch's) above 2/3 keeps pair 20
+    assert reliable_clusters(tight, normal, loose, independence_threshold=0.7)[0].num_clusters == 21
+
+
+@pytest.mark.parametrize("context", [False, True])
+def test_reliable_clusters_are_subsets_of_the_single_eps_clusters(context):
+    features, ids = clustered_features(num_ids=20, per_id=4)
+    images = np.arange(len(ids))
+    single = cluster_features(features, images, eps=0.6, min_samples=2, k1=8, k2=2, context=context)
+    reliable = cluster_features(features, images, eps=0.6, min_samples=2, k1=8, k2=2, context=context,
+                                reliability_delta=0.02)
+    assert single.independence_threshold is None and reliable.independence_threshold is not None
+    clustered = reliable.labels < reliable.num_clusters
+    # the reliable clusters are subsets of the single-eps ones
+    for label in range(reliable.num_clusters):
+        assert len(set(single.labels[reliable.labels == label].tolist())) == 1
+    assert clustered.sum() <= (single.labels < single.num_clusters).sum()

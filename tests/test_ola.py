@@ -44,19 +44,27 @@ def test_training_never_reads_identities(root, tmp_path):
     assert int(memories["pseudo_label_state.epoch"]) == 1  # clustered at iterations 0 and 4
 
 
-def test_resume_restores_memories_and_labels_exactly(root, tmp_path):
-    straight = build_trainer(ola_cfg(root, PREFIX, tmp_path / "straight", MAX_ITER=6))
+@pytest.mark.parametrize("reliability", [False, True])
+def test_resume_restores_memories_and_labels_exactly(root, tmp_path, reliability):
+    def cfg(name, **solver):
+        cfg = ola_cfg(root, PREFIX, tmp_path / name, MAX_ITER=6, **solver)
+        cfg.PS.OLA.CLUSTER.RELIABILITY = reliability
+        return cfg
+
+    straight = build_trainer(cfg("straight"))
     straight.train()
-    first = build_trainer(ola_cfg(root, PREFIX, tmp_path / "resumed", MAX_ITER=6, CHECKPOINT_PERIOD=3))
-    first.train()  # writes model_0000002.pth (after 3 iterations, epoch 0's labels)
+    build_trainer(cfg("resumed", CHECKPOINT_PERIOD=3)).train()  # writes model_0000002.pth (epoch 0's labels)
     (tmp_path / "resumed" / "last_checkpoint").write_text("model_0000002.pth")
-    resumed = build_trainer(ola_cfg(root, PREFIX, tmp_path / "resumed", MAX_ITER=6, CHECKPOINT_PERIOD=3), resume=True)
+    resumed = build_trainer(cfg("resumed", CHECKPOINT_PERIOD=3), resume=True)
     assert resumed.start_iter == 3
     resumed.train()
     expected, actual = memory_state(straight), memory_state(resumed)
     for name, value in expected.items():
         assert torch.equal(actual[name], value), name
     assert int(actual["pseudo_label_state.num_slots"]) == len(actual["instance_memory.labels"]) > 0
+    # the reliability criterion's independence threshold (set at epoch 0, kept at epoch 1) is checkpointed
+    thresholds = [model.independence_threshold for model in (straight.model, resumed.model)]
+    assert torch.equal(*thresholds) if reliability else all(t.isnan() for t in thresholds)
 
 
 def test_resume_with_another_training_set_size_names_both_counts(root, tmp_path):
@@ -89,8 +97,9 @@ def test_two_gloo_processes_give_the_labels_of_one(root, tmp_path):
 
 
 def test_bad_clustering_keys_are_named(root, tmp_path):
-    for key, value in (("EPS", 0.0), ("BETA", 1.5)):
+    for key, value in (("EPS", 0.0), ("BETA", 1.5), ("RELIABILITY_DELTA", 0.6)):
         cfg = ola_cfg(root, PREFIX, tmp_path)
+        cfg.PS.OLA.CLUSTER.RELIABILITY = True
         cfg.PS.OLA.CLUSTER[key] = value
         with pytest.raises(ValueError, match=f"PS.OLA.CLUSTER.{key}"):
             build_model(cfg)

@@ -1,11 +1,13 @@
 """Pseudo labels from unlabeled re-id features: sparse k-reciprocal Jaccard distance, DBSCAN, and
-context-aware clustering (OLA, Zhu et al. AAAI 2025, Alg. 1, eq. 1-2).
+context-aware clustering (OLA, Zhu et al. AAAI 2025, Alg. 1, eq. 1-2), and SpCL's reliability
+criterion over three eps (Ge et al. NeurIPS 2020, Sec. 3.2).
 
 Every distance matrix here is a scipy CSR [N, N] whose stored entries are the only pairs closer than
 `max_distance` (absent pairs are "far"): nothing builds a dense N x N matrix. Labels follow SpCL
 (Ge et al. 2020): clusters are 0 .. C-1 and every outlier gets a label of its own, C, C+1, ...
 """
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 import torch
@@ -22,6 +24,7 @@ __all__ = [
     "dbscan_labels",
     "k_nearest_neighbours",
     "k_reciprocal_jaccard",
+    "reliable_clusters",
     "same_image_pairs",
     "separate_same_image",
 ]
@@ -161,10 +164,12 @@ def dbscan_labels(distance, eps, min_samples):
 
 @dataclass
 class ClusterResult:
-    """labels [N] int64 (clusters 0 .. num_clusters-1, then one label per outlier)."""
+    """labels [N] int64 (clusters 0 .. num_clusters-1, then one label per outlier); with the reliability
+    criterion, the independence threshold it used."""
 
     labels: np.ndarray
     num_clusters: int
+    independence_threshold: Optional[float] = None
 
     @property
     def num_outliers(self):
@@ -273,16 +278,87 @@ def context_aware_clustering(features, distance, image_ids, eps, min_samples, be
     return ClusterResult(*dbscan_labels(_adjusted(distance, adjustment), eps, min_samples))
 
 
-def cluster_features(features, image_ids, eps, min_samples, k1=30, k2=6, context=True, beta=0.2, edge_distance=0.5):
+def _relabelled(groups):
+    """Any grouping labels [N] -> (labels, C): groups of two or more become clusters 0 .. C-1 (in order
+    of first member), every other point an outlier label C, C+1, ... (index order)."""
+    _, first, inverse, counts = np.unique(groups, return_index=True, return_inverse=True, return_counts=True)
+    clustered = counts[inverse] > 1
+    cluster_groups = np.unique(inverse[clustered])
+    order = np.argsort(first[cluster_groups])
+    rank = np.empty(len(counts), dtype=np.int64)
+    rank[cluster_groups[order]] = np.arange(len(cluster_groups))
+    labels = np.empty(len(groups), dtype=np.int64)
+    labels[clustered] = rank[inverse[clustered]]
+    labels[~clustered] = len(cluster_groups) + np.arange((~clustered).sum())
+    return labels, len(cluster_groups)
+
+
+def _group_sizes(keys):
+    """Size of each row's group of equal keys [N] or [N, K] -> [N]."""
+    _, inverse, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
+    return counts[inverse.ravel()]
+
+
+def _set_distance(labels, other):
+    """1 - IoU(I(i), I'(i)) per point [N]: I(i), I'(i) the sets sharing point i's label in `labels` and
+    in `other` (SpCL's R; every outlier label is a set of one)."""
+    both = _group_sizes(np.stack([labels, other], axis=1))
+    return 1.0 - both / (_group_sizes(labels) + _group_sizes(other) - both)
+
+
+def reliable_clusters(tight, normal, loose, independence_threshold=None, quantile=0.9):
+    """SpCL's reliability criterion (Ge et al. 2020, eq. 5-6) on three clusterings of the same points
+    (labels [N] each, outliers with labels of their own) at eps - delta, eps, eps + delta.
+
+    Per point, R_comp = 1 - IoU(I(i), I_tight(i)) and R_indep = 1 - IoU(I(i), I_loose(i)), I(i) the
+    members of point i's cluster. A cluster's scores are its members' minima. A clustered point stays
+    when its cluster's R_indep <= the independence threshold (by default the `quantile` of the
+    clusters' R_indep) and its own R_comp <= its cluster's (i.e. it is as compact as the cluster's most
+    compact member); the others become outliers, and a cluster left with one member too.
+    -> (ClusterResult, independence threshold used: None when `normal` holds no cluster and none was given).
+    """
+    normal, tight, loose = (np.asarray(x) for x in (normal, tight, loose))
+    compactness = _set_distance(normal, tight)
+    independence = _set_distance(normal, loose)
+    groups, group, counts = np.unique(normal, return_inverse=True, return_counts=True)
+    clustered = counts[group] > 1
+    cluster_compactness = np.full(len(groups), np.inf)
+    cluster_independence = np.full(len(groups), np.inf)
+    np.minimum.at(cluster_compactness, group, compactness)
+    np.minimum.at(cluster_independence, group, independence)
+    scores = np.sort(cluster_independence[counts > 1])
+    if independence_threshold is None and len(scores):
+        independence_threshold = float(scores[min(len(scores) - 1, int(np.round(len(scores) * quantile)))])
+    independent = cluster_independence[group] <= (np.inf if independence_threshold is None else independence_threshold)
+    keep = clustered & independent & (compactness <= cluster_compactness[group])
+    groups = np.where(keep, normal, normal.max(initial=0) + 1 + np.arange(len(normal)))
+    return ClusterResult(*_relabelled(groups)), independence_threshold
+
+
+def cluster_features(features, image_ids, eps, min_samples, k1=30, k2=6, context=True, beta=0.2, edge_distance=0.5,
+                     reliability_delta=0.0, independence_threshold=None):
     """Jaccard distance, then CAC (context=True) or plain DBSCAN -> ClusterResult.
 
-    The distance keeps the pairs that can become neighbours: d_J < eps, plus beta for CAC's
-    similarity raise.
+    reliability_delta > 0: cluster at eps - delta, eps and eps + delta and keep the reliable clusters
+    (`reliable_clusters`; OLA's code: 0.66 / 0.68 / 0.70); the result then carries the independence
+    threshold used (`independence_threshold`: a fixed one, None: the quantile of this call's clusters,
+    None again when there are none).
+    The distance keeps the pairs that can become neighbours: d_J < the largest eps, plus beta for
+    CAC's similarity raise.
     """
-    if eps <= 0:
-        raise ValueError(f"DBSCAN eps must be > 0 (PS.OLA.CLUSTER.EPS), got {eps}")
-    max_distance = min(1.0, eps + beta) if context else eps
+    if eps <= 0 or eps - reliability_delta <= 0:
+        raise ValueError(f"DBSCAN eps must be > 0 (PS.OLA.CLUSTER.EPS), got {eps} - {reliability_delta}")
+    loosest = eps + reliability_delta
+    max_distance = min(1.0, loosest + beta) if context else loosest
     distance = k_reciprocal_jaccard(features, k1, k2, max_distance=max_distance + 1e-6)
-    if context:
-        return context_aware_clustering(features, distance, image_ids, eps, min_samples, beta, edge_distance)
-    return ClusterResult(*dbscan_labels(distance, eps, min_samples))
+
+    def at(value):
+        if context:
+            return context_aware_clustering(features, distance, image_ids, value, min_samples, beta, edge_distance)
+        return ClusterResult(*dbscan_labels(distance, value, min_samples))
+
+    if reliability_delta <= 0:
+        return at(eps)
+    tight, normal, loose = (at(value).labels for value in (eps - reliability_delta, eps, loosest))
+    result, threshold = reliable_clusters(tight, normal, loose, independence_threshold)
+    return ClusterResult(result.labels, result.num_clusters, threshold)

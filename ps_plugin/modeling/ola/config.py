@@ -55,6 +55,12 @@ def add_ola_config(cfg):
     # one eps here) and min_samples (code: 2 for CUHK-SYSU, 4 for PRW).
     _C.PS.OLA.CLUSTER.EPS = 0.68
     _C.PS.OLA.CLUSTER.MIN_SAMPLES = 4
+    # SpCL's reliability criterion (code): cluster at EPS - DELTA, EPS, EPS + DELTA (code: 0.66 / 0.68 / 0.70)
+    # and turn the points of unreliable clusters (independence against the loose eps above the first
+    # clustering's 90 % quantile, kept for later epochs as in the code) and the less compact points
+    # (against the tight eps) into outliers. Off: one DBSCAN at EPS (the paper).
+    _C.PS.OLA.CLUSTER.RELIABILITY = False
+    _C.PS.OLA.CLUSTER.RELIABILITY_DELTA = 0.02
     # Similarity adjustment beta in [0, 1] (paper: 0.2) and the bipartite-graph edge threshold on the
     # cosine distance (paper: 0.5).
     _C.PS.OLA.CLUSTER.BETA = 0.2

@@ -71,6 +71,8 @@ class OLA(PersonSearchRCNN, ClusterMemoryModel):
         self.num_background = num_background
         self.enhancement = enhancement
         self.cluster_options = cluster_options
+        # SpCL's independence threshold, set by the first clustering with the reliability criterion (NaN: none yet)
+        self.register_buffer("independence_threshold", torch.tensor(float("nan")))
         self._slot_offsets = None
         self._slot_images = None
 
@@ -103,10 +105,14 @@ class OLA(PersonSearchRCNN, ClusterMemoryModel):
                 "context": node.CLUSTER.CONTEXT,
                 "beta": node.CLUSTER.BETA,
                 "edge_distance": node.CLUSTER.EDGE_DISTANCE,
+                "reliability_delta": node.CLUSTER.RELIABILITY_DELTA if node.CLUSTER.RELIABILITY else 0.0,
             },
         )
         if node.CLUSTER.EPS <= 0:
             raise ValueError(f"PS.OLA.CLUSTER.EPS must be > 0, got {node.CLUSTER.EPS}")
+        if node.CLUSTER.RELIABILITY and not 0 < node.CLUSTER.RELIABILITY_DELTA < node.CLUSTER.EPS:
+            raise ValueError(f"PS.OLA.CLUSTER.RELIABILITY_DELTA must be in (0, PS.OLA.CLUSTER.EPS = "
+                             f"{node.CLUSTER.EPS}), got {node.CLUSTER.RELIABILITY_DELTA}")
         if not 0 <= node.CLUSTER.BETA <= 1:
             raise ValueError(f"PS.OLA.CLUSTER.BETA must be in [0, 1], got {node.CLUSTER.BETA}")
         return ret
@@ -200,9 +206,15 @@ class OLA(PersonSearchRCNN, ClusterMemoryModel):
     def pseudo_labels(self):
         if self._slot_images is None:
             raise RuntimeError("OLA.pseudo_labels: call index_training_boxes first")
-        result = cluster_features(self.instance_memory.features.cpu(), self._slot_images, **self.cluster_options)
-        return result.labels, {"clusters": result.num_clusters, "outliers": result.num_outliers,
-                               "same_image_pairs": same_image_pairs(result.labels, self._slot_images)}
+        threshold = None if self.independence_threshold.isnan() else float(self.independence_threshold)
+        result = cluster_features(self.instance_memory.features.cpu(), self._slot_images,
+                                  independence_threshold=threshold, **self.cluster_options)
+        statistics = {"clusters": result.num_clusters, "outliers": result.num_outliers,
+                      "same_image_pairs": same_image_pairs(result.labels, self._slot_images)}
+        if result.independence_threshold is not None:  # OLA's code keeps the first one for every later epoch
+            self.independence_threshold.fill_(result.independence_threshold)
+            statistics["independence_threshold"] = result.independence_threshold
+        return result.labels, statistics
 
     def set_pseudo_labels(self, labels):
         self.proposal_memory.set_labels(labels)
