@@ -4,13 +4,13 @@ recover the true identities of the learning SynthPS (120 scenes, 80 identities, 
 appearances per identity; tests/learning_fixtures.py), before any training.
 
     python benchmarks/ola_small_clustering.py [--root DIR] [--weights CKPT [--memory]]
-        [--features NPZ] [--k1 30 20 10 6] [--eps 0.5 0.55 0.6 0.65 0.7] [--min-samples 2 4] [--reliability 0 0.02]
+        [--features NPZ] [--k1 30 20 10 6] [--k2 6] [--eps 0.5 0.55 0.6 0.65 0.7] [--min-samples 2 4] [--reliability 0 0.02]
 
 Features: the instance embeddings the memory-init hook writes into M_I before iteration 0 (the model
 of the OLA learning setup: ImageNet MobileNetV2 and random heads, or --weights), i.e. what OLA
 clusters at epoch 0; with --memory, the instance memory stored in the checkpoint --weights (what the
 run clustered last). Every setting runs plain DBSCAN and CAC (k2 6, beta 0.2, edges 0.5, as the
-code); --reliability d > 0 adds SpCL's criterion over eps - d, eps, eps + d. Against the true
+code, unless --k2); --reliability d > 0 adds SpCL's criterion over eps - d, eps, eps + d. Against the true
 identities (never read by training): ARI, clusters, outliers, largest cluster, pairwise precision /
 recall of "same cluster", same-image pairs. Prints a markdown table, best ARI first.
 """
@@ -88,6 +88,7 @@ def main():
     parser.add_argument("--memory", action="store_true", help="cluster the checkpoint's instance memory")
     parser.add_argument("--features", help="an .npz to keep the extracted features in and reuse")
     parser.add_argument("--k1", type=int, nargs="+", default=[30, 20, 10, 6])
+    parser.add_argument("--k2", type=int, nargs="+", default=[6])
     parser.add_argument("--eps", type=float, nargs="+", default=[0.5, 0.55, 0.6, 0.65, 0.7])
     parser.add_argument("--min-samples", type=int, nargs="+", default=[2, 4])
     parser.add_argument("--reliability", type=float, nargs="+", default=[0.0, 0.02])
@@ -100,15 +101,15 @@ def main():
           f"(appearances {counts.min()}-{counts.max()}, mean {counts.mean():.1f}); "
           f"features: {'memory of ' if args.memory else ''}{args.weights or 'untrained model'}\n")
     rows = []
-    for k1, eps, min_samples, context, delta in itertools.product(
-            args.k1, args.eps, args.min_samples, (False, True), args.reliability):
-        options = dict(k1=k1, eps=eps, min_samples=min_samples, context=context, reliability_delta=delta)
+    for k1, k2, eps, min_samples, context, delta in itertools.product(
+            args.k1, args.k2, args.eps, args.min_samples, (False, True), args.reliability):
+        options = dict(k1=k1, k2=k2, eps=eps, min_samples=min_samples, context=context, reliability_delta=delta)
         rows.append((options, evaluate(features, identities, images, **options)))
     rows.sort(key=lambda row: -row[1]["ari"])
-    print("| k1 | eps | min_samples | CAC | reliability | ARI | clusters | outliers | largest | pair precision | pair recall | same-image pairs | s |")
-    print("|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| k1 | k2 | eps | min_samples | CAC | reliability | ARI | clusters | outliers | largest | pair precision | pair recall | same-image pairs | s |")
+    print("|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for o, r in rows:
-        print(f"| {o['k1']} | {o['eps']:.2f} | {o['min_samples']} | {'yes' if o['context'] else 'no'} | "
+        print(f"| {o['k1']} | {o['k2']} | {o['eps']:.2f} | {o['min_samples']} | {'yes' if o['context'] else 'no'} | "
               f"{o['reliability_delta']:.2f} | {r['ari']:.3f} | {r['clusters']} | {r['outliers']} | {r['largest']} | "
               f"{r['precision']:.3f} | {r['recall']:.3f} | {r['same_image']} | {r['seconds']:.2f} |")
 
