@@ -53,15 +53,16 @@ def training_boxes(args):
         PersonSearchCheckpointer(model).load(args.weights)
     model.index_training_boxes(records)
     identities = np.array([a["person_id"] for r in records for a in r["annotations"]])
+    images = np.array([index for index, r in enumerate(records) for _ in r["annotations"]])
     unlabeled = identities < 0  # SynthPS's unlabeled passers-by: each a person of their own
     identities[unlabeled] = identities.max() + 1 + np.arange(unlabeled.sum())
     if args.memory:
-        return save(args, model.instance_memory.features.cpu(), identities, model._slot_images)
+        return save(args, model.instance_memory.features.cpu(), identities, images)
     loader = build_detection_test_loader(records, mapper=PersonSearchDatasetMapper(cfg, is_train=False))
     slots, features = MemoryInitHook._extract(model, loader)
     instance = torch.empty_like(features["instance"])
     instance[slots] = features["instance"]
-    return save(args, instance, identities, model._slot_images)
+    return save(args, instance, identities, images)
 
 
 def save(args, features, identities, images):

@@ -162,8 +162,8 @@ def test_reliability_rejects_a_point_that_joins_only_at_a_looser_eps():
     tight, normal, loose = labels_at(chain_distance([0.0, 0.1, 0.2, 0.38]), 0.15, 0.2, 0.25)
     assert len(set(normal.tolist())) == 1 and tight[3] != tight[2]
     # R_comp: 1 - 3/4 for points 0-2, 1 - 1/4 for point 3; R_indep 0 for all: point 3 fails compactness
-    result, threshold = reliable_clusters(tight, normal, loose)
-    assert threshold == 0.0 and result.num_clusters == 1 and result.num_outliers == 1
+    result = reliable_clusters(tight, normal, loose)
+    assert result.independence_threshold == 0.0 and result.num_clusters == 1 and result.num_outliers == 1
     assert len(set(result.labels[:3].tolist())) == 1 and result.labels[3] == 1
 
 
@@ -173,11 +173,11 @@ def test_reliability_dissolves_the_cluster_that_grows_at_the_loosest_eps():
     tight, normal, loose = labels_at(chain_distance(positions), 0.15, 0.2, 0.25)
     assert normal[40] == normal[41] != normal[42] and loose[42] == loose[41]
     # R_indep of pair 20: 1 - 2/3; of the other 20 pairs: 0 = the 90 % quantile of the 21 clusters
-    result, threshold = reliable_clusters(tight, normal, loose)
-    assert threshold == 0.0 and result.num_clusters == 20 and result.num_outliers == 3
+    result = reliable_clusters(tight, normal, loose)
+    assert result.independence_threshold == 0.0 and result.num_clusters == 20 and result.num_outliers == 3
     np.testing.assert_array_equal(result.labels[:40], np.repeat(np.arange(20), 2))
     # a fixed threshold (OLA's code keeps the first epoch's) above 2/3 keeps pair 20
-    assert reliable_clusters(tight, normal, loose, independence_threshold=0.7)[0].num_clusters == 21
+    assert reliable_clusters(tight, normal, loose, independence_threshold=0.7).num_clusters == 21
 
 
 @pytest.mark.parametrize("context", [False, True])

@@ -315,7 +315,8 @@ def reliable_clusters(tight, normal, loose, independence_threshold=None, quantil
     when its cluster's R_indep <= the independence threshold (by default the `quantile` of the
     clusters' R_indep) and its own R_comp <= its cluster's (i.e. it is as compact as the cluster's most
     compact member); the others become outliers, and a cluster left with one member too.
-    -> (ClusterResult, independence threshold used: None when `normal` holds no cluster and none was given).
+    -> ClusterResult with the independence threshold used (None when `normal` holds no cluster and
+    none was given).
     """
     normal, tight, loose = (np.asarray(x) for x in (normal, tight, loose))
     compactness = _set_distance(normal, tight)
@@ -332,7 +333,7 @@ def reliable_clusters(tight, normal, loose, independence_threshold=None, quantil
     independent = cluster_independence[group] <= (np.inf if independence_threshold is None else independence_threshold)
     keep = clustered & independent & (compactness <= cluster_compactness[group])
     groups = np.where(keep, normal, normal.max(initial=0) + 1 + np.arange(len(normal)))
-    return ClusterResult(*_relabelled(groups)), independence_threshold
+    return ClusterResult(*_relabelled(groups), independence_threshold)
 
 
 def cluster_features(features, image_ids, eps, min_samples, k1=30, k2=6, context=True, beta=0.2, edge_distance=0.5,
@@ -346,8 +347,11 @@ def cluster_features(features, image_ids, eps, min_samples, k1=30, k2=6, context
     The distance keeps the pairs that can become neighbours: d_J < the largest eps, plus beta for
     CAC's similarity raise.
     """
-    if eps <= 0 or eps - reliability_delta <= 0:
-        raise ValueError(f"DBSCAN eps must be > 0 (PS.OLA.CLUSTER.EPS), got {eps} - {reliability_delta}")
+    if eps <= 0:
+        raise ValueError(f"DBSCAN eps must be > 0 (PS.OLA.CLUSTER.EPS), got {eps}")
+    if eps - reliability_delta <= 0:
+        raise ValueError("the tight eps EPS - RELIABILITY_DELTA must be > 0 (PS.OLA.CLUSTER), "
+                         f"got {eps} - {reliability_delta}")
     loosest = eps + reliability_delta
     max_distance = min(1.0, loosest + beta) if context else loosest
     distance = k_reciprocal_jaccard(features, k1, k2, max_distance=max_distance + 1e-6)
@@ -360,5 +364,4 @@ def cluster_features(features, image_ids, eps, min_samples, k1=30, k2=6, context
     if reliability_delta <= 0:
         return at(eps)
     tight, normal, loose = (at(value).labels for value in (eps - reliability_delta, eps, loosest))
-    result, threshold = reliable_clusters(tight, normal, loose, independence_threshold)
-    return ClusterResult(result.labels, result.num_clusters, threshold)
+    return reliable_clusters(tight, normal, loose, independence_threshold)
