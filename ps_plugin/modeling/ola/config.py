@@ -52,7 +52,7 @@ def add_ola_config(cfg):
     _C.PS.OLA.CLUSTER.K1 = 30
     _C.PS.OLA.CLUSTER.K2 = 6
     # DBSCAN eps on the Jaccard distance (code: 0.66 / 0.68 / 0.70 with SpCL's reliability criterion;
-    # one eps here) and min_samples (code: 2 for CUHK-SYSU, 4 for PRW).
+    # one eps unless RELIABILITY) and min_samples (code: 2 for CUHK-SYSU, 4 for PRW).
     _C.PS.OLA.CLUSTER.EPS = 0.68
     _C.PS.OLA.CLUSTER.MIN_SAMPLES = 4
     # SpCL's reliability criterion (code): cluster at EPS - DELTA, EPS, EPS + DELTA (code: 0.66 / 0.68 / 0.70)
