@@ -10,7 +10,7 @@ from sklearn.metrics import average_precision_score
 from .iou import pairwise_iou
 
 
-def _mutual_best_matches(ious, iou_thresh):
+def mutual_best_matches(ious, iou_thresh):
     """Bool [M, N] of GT/detection pairs that are mutual best matches with IoU >= iou_thresh."""
     matched = ious >= iou_thresh
     matched &= np.arange(len(ious))[:, None] == ious.argmax(axis=0)[None, :]
@@ -44,7 +44,7 @@ def evaluate_detection(results, truth, score_thresh=0.01, iou_thresh=0.5, labele
             continue
         true_positive = np.zeros(stop - start, dtype=bool)
         if len(gt_boxes):
-            true_positive = _mutual_best_matches(pairwise_iou(gt_boxes, kept.boxes[start:stop]), iou_thresh).any(axis=0)
+            true_positive = mutual_best_matches(pairwise_iou(gt_boxes, kept.boxes[start:stop]), iou_thresh).any(axis=0)
         y_true.append(true_positive)
         y_score.append(kept.scores[start:stop])
         num_tp += int(true_positive.sum())
