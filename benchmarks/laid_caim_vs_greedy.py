@@ -17,7 +17,10 @@ counted against the target set's true people (issue 16's "CAIM against greedy ma
    compared with the track it continues: a switch when both cover a person and not the same one, a
    merge when one previous track is continued by tracks covering two or more people (greedy only).
 Prints a markdown table (tracks and tracks covering a person per pass; switches and merges per
-transition and in total) and writes the rows as JSON (default RUN_DIR/laid_caim_vs_greedy.json).
+transition and in total) and writes the rows as JSON (default RUN_DIR/laid_caim_vs_greedy.json). It also
+checks that the cached detections are stage 1's own: the run's CAIM setting replayed on the passes that
+fed its stage 1 must give the tracks saved in its last checkpoint (each pass then being the detections
+stage 1 made at the iteration after the checkpoint).
 """
 from pathlib import Path
 
@@ -31,6 +34,7 @@ from laid_run import (
     markdown_table,
     run_arguments,
     run_config,
+    stage_one_state,
     target_set,
     true_annotations,
     write_json,
@@ -73,19 +77,23 @@ def unpack(arrays, iteration):
     return [ImageDetections(*(p[a:b] for p in parts)) for a, b in zip(offsets[:-1], offsets[1:])]
 
 
-def cached_detections(run_dir, cfg, cache_path, file_names):
-    """[(iteration, ImageDetections per target image)] for every checkpoint, running only those not in the cache."""
+def target_hook(cfg):
+    """The run's TargetPseudoLabelHook over its training records: stage 1's inference, CAIM and epochs."""
     from ps_plugin.data.identities import load_training_records
     from ps_plugin.engine.domain_adaptation import TargetPseudoLabelHook
 
+    return TargetPseudoLabelHook(cfg, load_training_records(cfg)[0])
+
+
+def cached_detections(run, cfg, hook, cache_path, file_names):
+    """[(iteration, ImageDetections per target image)] for every checkpoint of `run` (laid_run.checkpoints),
+    running only those not in the cache."""
     arrays = dict(np.load(cache_path)) if cache_path.is_file() else {"file_names": np.array(file_names)}
     if arrays["file_names"].tolist() != list(file_names):
         raise ValueError(f"{cache_path} holds detections of other images than the target set: delete it or give --cache.")
-    hook = None
     passes = []
-    for iteration, path, _ in checkpoints(run_dir):
+    for iteration, path, _ in run:
         if f"counts_{iteration}" not in arrays:
-            hook = hook or TargetPseudoLabelHook(cfg, load_training_records(cfg)[0])
             arrays.update(pack(iteration, detect(cfg, path, hook)))
             np.savez(cache_path, **arrays)
             print(f"detected with {path.name}, cached in {cache_path}")
@@ -94,21 +102,28 @@ def cached_detections(run_dir, cfg, cache_path, file_names):
 
 
 # ---- replay ------------------------------------------------------------------------------------------
+def caim_passes(caim, passes):
+    """CAIM from empty caches over the passes (each a list of ImageDetections per image); yields, pass
+    after pass, per image (the history rows its continued tracks come from [P], the new TrackCache).
+    update() puts the continued tracks first, in the order of match()'s pairs."""
+    caches = None
+    for detections in passes:
+        caches = caches or [TrackCache.empty(d.features.shape[1]) for d in detections]
+        step = [(caim.match(c, d.boxes, d.scores)[0], caim.update(c, d.boxes, d.features, d.scores)[0])
+                for c, d in zip(caches, detections)]
+        caches = [cache for _, cache in step]
+        yield step
+
+
 def replay(caim, passes, gt_boxes):
-    """CAIM over the passes (each a list of ImageDetections per image) from empty caches -> one dict per
-    pass: tracks, covering (tracks covering a true person), continued (tracks continuing one of the
-    previous pass), switches and merges (identity_changes, summed over images)."""
-    dim = passes[0][0].features.shape[1]
-    caches = [TrackCache.empty(dim) for _ in gt_boxes]
+    """One dict per pass of `caim_passes`: tracks, covering (tracks covering a true person), continued
+    (tracks continuing one of the previous pass), switches and merges (identity_changes, summed over images)."""
     people = [np.zeros(0, dtype=np.int64) for _ in gt_boxes]
     rows = []
-    for detections in passes:
+    for step in caim_passes(caim, passes):
         totals = dict.fromkeys(("tracks", "covering", "continued", "switches", "merges"), 0)
-        for m, (detection, truth) in enumerate(zip(detections, gt_boxes)):
-            previous, _ = caim.match(caches[m], detection.boxes, detection.scores)
-            caches[m], _ = caim.update(caches[m], detection.boxes, detection.features, detection.scores)
-            now = true_people(caches[m].boxes.numpy(), truth)
-            # update() puts the continued tracks first, in the order of match()'s pairs
+        for m, ((previous, cache), truth) in enumerate(zip(step, gt_boxes)):
+            now = true_people(cache.boxes.numpy(), truth)
             switches, merges = identity_changes(people[m], previous.numpy(), now[: len(previous)])
             people[m] = now
             for key, value in (("tracks", len(now)), ("covering", int((now >= 0).sum())), ("continued", len(previous)),
@@ -116,6 +131,28 @@ def replay(caim, passes, gt_boxes):
                 totals[key] += value
         rows.append(totals)
     return rows
+
+
+def stage_one_passes(hook, passes):
+    """The passes stage 1 detected with: the checkpoint at iteration p holds the model of iteration p + 1,
+    which stage 1 uses when p + 1 starts a target epoch >= PS.LAID.TARGET_REID_START."""
+    def epoch(iteration):
+        return iteration * hook.target_per_batch // len(hook.target_index)
+
+    return [(p, d) for p, d in passes if epoch(p + 1) > epoch(p) and epoch(p + 1) >= hook.start_epoch]
+
+
+def reproduces_run(hook, passes, run):
+    """The run's own CAIM (its PS.LAID.CAIM keys) over the cached passes that fed its stage 1 before its
+    last checkpoint, against the tracks saved there -> (passes replayed, identical track ids and boxes)."""
+    iteration, path, checkpoint = run[-1]
+    fed = [d for p, d in stage_one_passes(hook, passes) if p < iteration]
+    if not fed:
+        return 0, False
+    *_, step = caim_passes(hook.caim, fed)
+    saved = stage_one_state(checkpoint, path)["caches"]
+    return len(fed), all(torch.equal(c.track_ids, s["track_ids"]) and torch.allclose(c.boxes, s["boxes"])
+                         for (_, c), s in zip(step, saved))
 
 
 def caim_of(cfg, matching, loose):
@@ -159,13 +196,19 @@ def main(argv=None):
     target = target_set(cfg)
     records, gt_boxes, _ = true_annotations(target)
     cache = args.cache or args.output_dir / "laid_target_detections.npz"
-    passes = cached_detections(args.output_dir, cfg, cache, [r["file_name"] for r in records])
+    run, hook = checkpoints(args.output_dir), target_hook(cfg)
+    passes = cached_detections(run, cfg, hook, cache, [r["file_name"] for r in records])
+    replayed, identical = reproduces_run(hook, passes, run)
     rows = comparison_rows(cfg, passes, gt_boxes)
     print(f"CAIM on the detections of {len(passes)} checkpoints (iterations {[i for i, _ in passes]}) of "
-          f"{args.output_dir}, against the true people of {target}:\n")
+          f"{args.output_dir}, against the true people of {target}. The run's own CAIM setting replayed on the "
+          f"{replayed} passes that fed its stage 1 {'gives' if identical else 'does NOT give'} the tracks saved in "
+          f"{run[-1][1].name}.\n")
     print(table(rows))
-    write_json(args.json or args.output_dir / "laid_caim_vs_greedy.json", rows)
-    return rows
+    result = {"iterations": [i for i, _ in passes], "stage_one_passes_replayed": replayed, "reproduces_run": identical,
+              "rows": rows}
+    write_json(args.json or args.output_dir / "laid_caim_vs_greedy.json", result)
+    return result
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ CAIM's replay where greedy matching hands a person's track to their neighbour an
 run-directory plumbing (stage-1 state per checkpoint, one row per epoch)."""
 import math
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -113,6 +114,24 @@ def test_greedy_hands_a_person_to_the_neighbours_track_and_jv_does_not():
         assert (rows[setting]["switches"], rows[setting]["merges"]) == (1, 1)
     table = laid_caim_vs_greedy.table(list(rows.values()))
     assert "| greedy + loose | 2 / 2 | 2 / 2 | 2 | 1 | 1 | 1 | 1 |" in table
+
+
+def test_the_passes_stage_one_used_and_the_runs_own_tracks():
+    """Checkpoints every 150 iterations, 2 of 300 target images a batch: the models of iterations 150, 300,
+    ... detected in stage 1 from TARGET_REID_START; replaying them must give the tracks saved last."""
+    hook = SimpleNamespace(target_per_batch=2, target_index=range(300), start_epoch=2)
+    passes = [(p, None) for p in (99, 149, 299, 449, 599)]
+    assert [p for p, _ in laid_caim_vs_greedy.stage_one_passes(hook, passes)] == [299, 449, 599]
+    cfg = get_ps_cfg()
+    cfg.PS.LAID.CAIM.MOMENTUM = 0.2
+    # epochs of 4 iterations: the checkpoints of iterations 3 and 7 fed stage 1 at 4 and 8
+    saved = {"caches": [{"boxes": 0.2 * EPOCH_0 + 0.8 * EPOCH_1, "track_ids": torch.tensor([0, 1])}]}
+    run = [(3, None, None), (7, None, None), (11, "model_final.pth", {"trainer": {"hooks": {"TargetPseudoLabelHook": saved}}})]
+    passes = [(3, detections(EPOCH_0)), (7, detections(EPOCH_1)), (11, detections(EPOCH_0))]
+    for matching, identical in (("jv", True), ("greedy", False)):
+        hook = SimpleNamespace(target_per_batch=1, target_index=range(4), start_epoch=1,
+                               caim=laid_caim_vs_greedy.caim_of(cfg, matching, True))
+        assert laid_caim_vs_greedy.reproduces_run(hook, passes, run) == (2, identical)
 
 
 # ---- a run directory ------------------------------------------------------------------------------------

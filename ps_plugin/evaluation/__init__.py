@@ -10,6 +10,7 @@ __getattr__, __all__ = lazy_exports(
     {
         "GalleryResults": ".gallery_results",
         "GalleryTruth": ".search_inputs",
+        "ImagePseudoLabels": ".pseudo_labels",
         "PersonSearchEvaluator": ".evaluator",
         "SearchEvaluation": ".protocols",
         "SearchQuery": ".search_inputs",
@@ -19,11 +20,13 @@ __getattr__, __all__ = lazy_exports(
         "evaluate_conditioned_search": ".protocols",
         "evaluate_detection": ".detection_metrics",
         "evaluate_search": ".protocols",
+        "identity_changes": ".pseudo_labels",
         "is_query_conditioned": ".query_centric",
         "l2_normalize": ".gallery_results",
         "load_results": ".results_io",
         "paired_iou": ".iou",
         "pairwise_iou": ".iou",
+        "pseudo_label_quality": ".pseudo_labels",
         "queries_for_protocol": ".results_io",
         "query_centric_inference": ".query_centric",
         "query_context": ".cbgm",
@@ -32,5 +35,6 @@ __getattr__, __all__ = lazy_exports(
         "save_results": ".results_io",
         "search_iou_threshold": ".iou",
         "summarize": ".search_metrics",
+        "true_people": ".pseudo_labels",
     },
 )
