@@ -4,6 +4,7 @@ threshold, on the same cached detections: identity switches and merges of the tr
 counted against the target set's true people (issue 16's "CAIM against greedy matching"; LAID Table 2).
 
     python benchmarks/laid_caim_vs_greedy.py --output-dir RUN_DIR [--datasets-root DIR] [--cache NPZ] [--json PATH]
+        [KEY VALUE ...]   # overrides of the run's config.yaml
 
 1. Detections: each checkpoint of the run (one per iteration; CHECKPOINT_PERIOD one target epoch gives
    the model at the end of each epoch) detects on every target training image once, by stage 1's own
@@ -78,10 +79,13 @@ def unpack(arrays, iteration):
 
 
 def target_hook(cfg):
-    """The run's TargetPseudoLabelHook over its training records: stage 1's inference, CAIM and epochs."""
+    """The run's TargetPseudoLabelHook over its training records: stage 1's inference and epochs. With the
+    loose threshold on, so that its detections keep every candidate either LOOSE setting replays."""
     from ps_plugin.data.identities import load_training_records
     from ps_plugin.engine.domain_adaptation import TargetPseudoLabelHook
 
+    cfg = cfg.clone()
+    cfg.PS.LAID.CAIM.LOOSE = True
     return TargetPseudoLabelHook(cfg, load_training_records(cfg)[0])
 
 
@@ -142,14 +146,14 @@ def stage_one_passes(hook, passes):
     return [(p, d) for p, d in passes if epoch(p + 1) > epoch(p) and epoch(p + 1) >= hook.start_epoch]
 
 
-def reproduces_run(hook, passes, run):
-    """The run's own CAIM (its PS.LAID.CAIM keys) over the cached passes that fed its stage 1 before its
-    last checkpoint, against the tracks saved there -> (passes replayed, identical track ids and boxes)."""
+def reproduces_run(hook, caim, passes, run):
+    """The run's own CAIM (`caim`, its PS.LAID.CAIM keys) over the cached passes that fed its stage 1 before
+    its last checkpoint, against the tracks saved there -> (passes replayed, identical track ids and boxes)."""
     iteration, path, checkpoint = run[-1]
     fed = [d for p, d in stage_one_passes(hook, passes) if p < iteration]
     if not fed:
         return 0, False
-    *_, step = caim_passes(hook.caim, fed)
+    *_, step = caim_passes(caim, fed)
     saved = stage_one_state(checkpoint, path)["caches"]
     return len(fed), all(torch.equal(c.track_ids, s["track_ids"]) and torch.allclose(c.boxes, s["boxes"])
                          for (_, c), s in zip(step, saved))
@@ -192,13 +196,13 @@ def main(argv=None):
     parser.add_argument("--cache", type=Path, help="the detections .npz (default: RUN_DIR/laid_target_detections.npz)")
     args = parser.parse_args(argv)
     apply_datasets_root(args)
-    cfg = run_config(args.output_dir)
+    cfg = run_config(args.output_dir, args.opts)
     target = target_set(cfg)
     records, gt_boxes, _ = true_annotations(target)
     cache = args.cache or args.output_dir / "laid_target_detections.npz"
     run, hook = checkpoints(args.output_dir), target_hook(cfg)
     passes = cached_detections(run, cfg, hook, cache, [r["file_name"] for r in records])
-    replayed, identical = reproduces_run(hook, passes, run)
+    replayed, identical = reproduces_run(hook, CostAwareInstanceMatching(cfg), passes, run)
     rows = comparison_rows(cfg, passes, gt_boxes)
     print(f"CAIM on the detections of {len(passes)} checkpoints (iterations {[i for i, _ in passes]}) of "
           f"{args.output_dir}, against the true people of {target}. The run's own CAIM setting replayed on the "

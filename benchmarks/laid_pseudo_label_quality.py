@@ -73,7 +73,7 @@ def main(argv=None):
     parser.add_argument("--target-set", help="the registered target set (default: the run's DATASETS.TRAIN target)")
     args = parser.parse_args(argv)
     apply_datasets_root(args)
-    target = args.target_set or target_set(run_config(args.output_dir))
+    target = args.target_set or target_set(run_config(args.output_dir, args.opts))
     rows = quality_rows(args.output_dir, target)
     if not rows:
         print(f"No stage-1 epoch in the checkpoints of {args.output_dir} yet (PS.LAID.TARGET_REID_START).")

@@ -20,6 +20,8 @@ def run_arguments(description):
     parser.add_argument("--output-dir", required=True, type=Path, help="the LAID run's OUTPUT_DIR")
     parser.add_argument("--datasets-root", help="DETECTRON2_DATASETS for the target set (default: the environment's)")
     parser.add_argument("--json", type=Path, help="where to write the rows (default: in --output-dir)")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides of the run's config.yaml (e.g. "
+                        "PS.LAID.DETECTION_SCORE nae for a run made before that key existed)")
     return parser
 
 
@@ -28,8 +30,8 @@ def apply_datasets_root(args):
         os.environ["DETECTRON2_DATASETS"] = args.datasets_root
 
 
-def run_config(run_dir):
-    """The run's config.yaml as a ps_plugin config (not frozen)."""
+def run_config(run_dir, opts=()):
+    """The run's config.yaml, then the KEY VALUE overrides `opts`, as a ps_plugin config (not frozen)."""
     from ps_plugin.config import get_ps_cfg
 
     path = Path(run_dir) / "config.yaml"
@@ -37,6 +39,7 @@ def run_config(run_dir):
         raise FileNotFoundError(f"{path} is missing: --output-dir must be a LAID run's OUTPUT_DIR (train_net.py writes it).")
     cfg = get_ps_cfg()
     cfg.merge_from_file(str(path))
+    cfg.merge_from_list(list(opts))
     return cfg
 
 

@@ -129,9 +129,9 @@ def test_the_passes_stage_one_used_and_the_runs_own_tracks():
     run = [(3, None, None), (7, None, None), (11, "model_final.pth", {"trainer": {"hooks": {"TargetPseudoLabelHook": saved}}})]
     passes = [(3, detections(EPOCH_0)), (7, detections(EPOCH_1)), (11, detections(EPOCH_0))]
     for matching, identical in (("jv", True), ("greedy", False)):
-        hook = SimpleNamespace(target_per_batch=1, target_index=range(4), start_epoch=1,
-                               caim=laid_caim_vs_greedy.caim_of(cfg, matching, True))
-        assert laid_caim_vs_greedy.reproduces_run(hook, passes, run) == (2, identical)
+        hook = SimpleNamespace(target_per_batch=1, target_index=range(4), start_epoch=1)
+        caim = laid_caim_vs_greedy.caim_of(cfg, matching, True)
+        assert laid_caim_vs_greedy.reproduces_run(hook, caim, passes, run) == (2, identical)
 
 
 # ---- a run directory ------------------------------------------------------------------------------------
