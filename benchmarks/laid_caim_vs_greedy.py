@@ -17,8 +17,9 @@ counted against the target set's true people (issue 16's "CAIM against greedy ma
    mutual best match, ps_plugin.evaluation.pseudo_labels.true_people) and each continued track is
    compared with the track it continues: a switch when both cover a person and not the same one, a
    merge when one previous track is continued by tracks covering two or more people (greedy only).
-Prints a markdown table (tracks and tracks covering a person per pass; switches and merges per
-transition and in total) and writes the rows as JSON (default RUN_DIR/laid_caim_vs_greedy.json). It also
+Prints a markdown table (tracks and tracks covering a person per pass; per transition the contested
+tracks, previous tracks with two or more candidates above the IoU gate, the only ones where JV and
+greedy can differ, the continued tracks, switches and merges; switch and merge totals) and writes the rows as JSON (default RUN_DIR/laid_caim_vs_greedy.json). It also
 checks that the cached detections are stage 1's own: the run's CAIM setting replayed on the passes that
 fed its stage 1 must give the tracks saved in its last checkpoint (each pass then being the detections
 stage 1 made at the iteration after the checkpoint).
@@ -41,7 +42,7 @@ from laid_run import (
     write_json,
 )
 from ps_plugin.evaluation.pseudo_labels import identity_changes, true_people
-from ps_plugin.modeling.laid.caim import CostAwareInstanceMatching, TrackCache
+from ps_plugin.modeling.laid.caim import CostAwareInstanceMatching, TrackCache, box_iou
 from ps_plugin.modeling.laid.pseudo_labels import ImageDetections
 
 # (row name, PS.LAID.CAIM.MATCHING, PS.LAID.CAIM.LOOSE)
@@ -106,32 +107,43 @@ def cached_detections(run, cfg, hook, cache_path, file_names):
 
 
 # ---- replay ------------------------------------------------------------------------------------------
+def contested(caim, history, detection):
+    """History tracks with two or more candidate detections above the IoU gate: the only tracks where JV
+    and greedy matching can choose differently (elsewhere every valid pair is a detection's only option
+    or its maximum-IoU one)."""
+    candidates = detection.boxes[detection.scores >= caim.candidate_thresh]
+    if len(history) == 0 or len(candidates) == 0:
+        return 0
+    return int(((box_iou(history.boxes, candidates) > caim.iou_gate).sum(dim=1) >= 2).sum())
+
+
 def caim_passes(caim, passes):
     """CAIM from empty caches over the passes (each a list of ImageDetections per image); yields, pass
-    after pass, per image (the history rows its continued tracks come from [P], the new TrackCache).
-    update() puts the continued tracks first, in the order of match()'s pairs."""
+    after pass, per image (the history rows its continued tracks come from [P], the new TrackCache, the
+    number of `contested` history tracks). update() puts the continued tracks first, in match()'s order."""
     caches = None
     for detections in passes:
         caches = caches or [TrackCache.empty(d.features.shape[1]) for d in detections]
-        step = [(caim.match(c, d.boxes, d.scores)[0], caim.update(c, d.boxes, d.features, d.scores)[0])
+        step = [(caim.match(c, d.boxes, d.scores)[0], caim.update(c, d.boxes, d.features, d.scores)[0], contested(caim, c, d))
                 for c, d in zip(caches, detections)]
-        caches = [cache for _, cache in step]
+        caches = [cache for _, cache, _ in step]
         yield step
 
 
 def replay(caim, passes, gt_boxes):
-    """One dict per pass of `caim_passes`: tracks, covering (tracks covering a true person), continued
-    (tracks continuing one of the previous pass), switches and merges (identity_changes, summed over images)."""
+    """One dict per pass of `caim_passes`: tracks, covering (tracks covering a true person), contested
+    (previous tracks JV and greedy may match differently), continued (tracks continuing one of the previous
+    pass), switches and merges (identity_changes), each summed over images."""
     people = [np.zeros(0, dtype=np.int64) for _ in gt_boxes]
     rows = []
     for step in caim_passes(caim, passes):
-        totals = dict.fromkeys(("tracks", "covering", "continued", "switches", "merges"), 0)
-        for m, ((previous, cache), truth) in enumerate(zip(step, gt_boxes)):
+        totals = dict.fromkeys(("tracks", "covering", "contested", "continued", "switches", "merges"), 0)
+        for m, ((previous, cache, disputed), truth) in enumerate(zip(step, gt_boxes)):
             now = true_people(cache.boxes.numpy(), truth)
             switches, merges = identity_changes(people[m], previous.numpy(), now[: len(previous)])
             people[m] = now
-            for key, value in (("tracks", len(now)), ("covering", int((now >= 0).sum())), ("continued", len(previous)),
-                               ("switches", switches), ("merges", merges)):
+            for key, value in (("tracks", len(now)), ("covering", int((now >= 0).sum())), ("contested", disputed),
+                               ("continued", len(previous)), ("switches", switches), ("merges", merges)):
                 totals[key] += value
         rows.append(totals)
     return rows
@@ -156,7 +168,7 @@ def reproduces_run(hook, caim, passes, run):
     *_, step = caim_passes(caim, fed)
     saved = stage_one_state(checkpoint, path)["caches"]
     return len(fed), all(torch.equal(c.track_ids, s["track_ids"]) and torch.allclose(c.boxes, s["boxes"])
-                         for (_, c), s in zip(step, saved))
+                         for (_, c, _), s in zip(step, saved))
 
 
 def caim_of(cfg, matching, loose):
@@ -182,11 +194,11 @@ def table(rows):
     def joined(row, key, first=0):
         return " / ".join(str(p[key]) for p in row["per_pass"][first:])
 
-    columns = ("setting", "tracks per pass", "covering a person", "continued", "switches per transition", "switches",
-               "merges per transition", "merges")
+    columns = ("setting", "tracks per pass", "covering a person", "contested", "continued", "switches per transition",
+               "switches", "merges per transition", "merges")
     return markdown_table(columns, [
-        (r["setting"], joined(r, "tracks"), joined(r, "covering"), joined(r, "continued", 1), joined(r, "switches", 1),
-         r["switches"], joined(r, "merges", 1), r["merges"])
+        (r["setting"], joined(r, "tracks"), joined(r, "covering"), joined(r, "contested", 1), joined(r, "continued", 1),
+         joined(r, "switches", 1), r["switches"], joined(r, "merges", 1), r["merges"])
         for r in rows
     ])
 

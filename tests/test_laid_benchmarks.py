@@ -87,7 +87,8 @@ def test_identity_changes_count_switches_and_merges_by_hand():
 
 
 # Two people side by side; epoch 0's box of A (h_a) is off, epoch 1's box of A (d_a) overlaps B's track
-# (h_b) more than A's own: IoU(d_a, h_a) 0.740, IoU(d_a, h_b) 0.793, IoU(d_b, h_b) 0.864, IoU(d_b, h_a) 0.584.
+# (h_b) more than A's own: IoU(d_a, h_a) 0.740, IoU(d_a, h_b) 0.793, IoU(d_b, h_b) 0.864, IoU(d_b, h_a) 0.584
+# (h_b is contested: two candidates above the 0.7 gate).
 PEOPLE = np.array([[0.0, 0, 10, 30], [4, 0, 14, 30]])
 EPOCH_0 = torch.tensor([[1.0, 2, 11, 27], [2, -1, 13, 31]])  # h_a, h_b
 EPOCH_1 = torch.tensor([[2.0, 0, 11, 31], [2, 1, 14, 31]])  # d_a, d_b
@@ -105,15 +106,16 @@ def test_greedy_hands_a_person_to_the_neighbours_track_and_jv_does_not():
     for setting in ("jv + loose", "jv strict"):
         # d_b's only valid history box is h_b, so the one-to-one match keeps d_a on h_a
         assert rows[setting]["per_pass"] == [
-            {"tracks": 2, "covering": 2, "continued": 0, "switches": 0, "merges": 0},
-            {"tracks": 2, "covering": 2, "continued": 2, "switches": 0, "merges": 0},
+            {"tracks": 2, "covering": 2, "contested": 0, "continued": 0, "switches": 0, "merges": 0},
+            {"tracks": 2, "covering": 2, "contested": 1, "continued": 2, "switches": 0, "merges": 0},
         ]
     for setting in ("greedy + loose", "greedy strict"):
         # d_a and d_b both take h_b: B's track now also covers A (a switch), one track for two people (a merge)
-        assert rows[setting]["per_pass"][1] == {"tracks": 2, "covering": 2, "continued": 2, "switches": 1, "merges": 1}
+        assert rows[setting]["per_pass"][1] == {"tracks": 2, "covering": 2, "contested": 1, "continued": 2, "switches": 1,
+                                                "merges": 1}
         assert (rows[setting]["switches"], rows[setting]["merges"]) == (1, 1)
     table = laid_caim_vs_greedy.table(list(rows.values()))
-    assert "| greedy + loose | 2 / 2 | 2 / 2 | 2 | 1 | 1 | 1 | 1 |" in table
+    assert "| greedy + loose | 2 / 2 | 2 / 2 | 1 | 2 | 1 | 1 | 1 | 1 |" in table
 
 
 def test_the_passes_stage_one_used_and_the_runs_own_tracks():
