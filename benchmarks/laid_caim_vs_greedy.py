@@ -51,7 +51,6 @@ SETTINGS = (("jv + loose", "jv", True), ("jv strict", "jv", False), ("greedy + l
 
 
 # ---- detections, cached ----------------------------------------------------------------------------
-@torch.no_grad()
 def detect(cfg, path, hook):
     """Every target image's ImageDetections under the checkpoint at `path` (stage 1's inference)."""
     from ps_plugin.engine import PersonSearchTrainer

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """The clustering of LAID's stage 1 (k-reciprocal Jaccard + DBSCAN) on the ground-truth boxes of a target
-training set, embedded by a checkpoint, against the true identities: how k1 and eps should scale with a
-small target set. The benchmark reads the true identities (training never does).
+training set, embedded by a checkpoint, against the true identities (ola_small_clustering's measures):
+how k1 and eps should scale with a small target set. The benchmark reads the true identities (training never does).
 
     export DETECTRON2_DATASETS=/tmp/laid_ds
     python benchmarks/laid_cluster_sweep.py --config-file configs/quick_schedules/laid_mnv2_synthps2b.yaml \
@@ -12,12 +12,11 @@ import argparse
 import numpy as np
 import torch
 from detectron2.data import DatasetCatalog, build_detection_test_loader
-from sklearn.metrics import adjusted_rand_score
+from ola_small_clustering import evaluate
 
 from ps_plugin.config import get_ps_cfg
 from ps_plugin.data.mapper import PersonSearchDatasetMapper
 from ps_plugin.engine import PersonSearchCheckpointer, PersonSearchTrainer
-from ps_plugin.modeling.common.clustering import cluster_features
 from ps_plugin.structures import GT_EMBEDDINGS
 
 K1_VALUES = (30, 20, 10, 6)
@@ -26,7 +25,8 @@ MIN_SAMPLES = 2
 
 
 def gt_embeddings(cfg, weights, target_set):
-    """(features [N, D], true person ids [N], image index [N]) of every annotated box of the set."""
+    """(features [N, D], true identity [N], image index [N]) of every annotated box of the set; a person
+    without identity is a person of their own (as in ola_small_clustering and evaluation.pseudo_labels)."""
     model = PersonSearchTrainer.build_model(cfg).eval()
     PersonSearchCheckpointer(model).load(weights)
     loader = build_detection_test_loader(DatasetCatalog.get(target_set),
@@ -39,7 +39,10 @@ def gt_embeddings(cfg, weights, target_set):
                 person_ids += [a["person_id"] for a in x["annotations"]]
                 images += [x["image_id"]] * len(x["annotations"])
     _, image_index = np.unique(np.array(images), return_inverse=True)
-    return torch.cat(features), np.array(person_ids), image_index
+    identities = np.array(person_ids)
+    unlabeled = identities < 0
+    identities[unlabeled] = identities.max() + 1 + np.arange(unlabeled.sum())
+    return torch.cat(features), identities, image_index
 
 
 def main():
@@ -50,19 +53,16 @@ def main():
     args = parser.parse_args()
     cfg = get_ps_cfg()
     cfg.merge_from_file(args.config_file)
-    features, person_ids, images = gt_embeddings(cfg, args.weights, args.target_set)
-    labelled = person_ids >= 0
-    print(f"{len(features)} boxes, {len(set(person_ids[labelled]))} identities, min_samples {MIN_SAMPLES}")
-    print("| k1 | k2 | eps | clusters | outliers | largest cluster | ARI |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+    features, identities, images = gt_embeddings(cfg, args.weights, args.target_set)
+    print(f"{len(features)} boxes, {len(np.unique(identities))} people, min_samples {MIN_SAMPLES}")
+    print("| k1 | k2 | eps | clusters | outliers | largest cluster | ARI | pair precision | pair recall |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for k1 in K1_VALUES:
         k2 = 6 if k1 >= 12 else 2
         for eps in EPS_VALUES:
-            result = cluster_features(features, images, eps, MIN_SAMPLES, k1, k2, context=False)
-            ari = adjusted_rand_score(person_ids[labelled], result.labels[labelled])
-            print(f"| {k1} | {k2} | {eps} | {result.num_clusters} | {result.num_outliers} "
-                  f"| {np.bincount(result.labels).max()} | {ari:.3f} |")
-
+            r = evaluate(features, identities, images, eps=eps, min_samples=MIN_SAMPLES, k1=k1, k2=k2, context=False)
+            print(f"| {k1} | {k2} | {eps} | {r['clusters']} | {r['outliers']} | {r['largest']} | {r['ari']:.3f} "
+                  f"| {r['precision']:.3f} | {r['recall']:.3f} |")
 
 if __name__ == "__main__":
     main()

@@ -12,13 +12,13 @@ turn of the shared CPU; every result is appended to <root>/results.jsonl and the
 so far is printed.
 """
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the learning setups the tests use
 
+from run_log import append_record, percent_cells  # noqa: E402
 from learning_fixtures import (  # noqa: E402
     QUERY_SET,
     LearningSetup,
@@ -56,7 +56,7 @@ def table(records):
     lines = ["| overrides | iterations | seed | " + " | ".join(n for n, _ in METRICS) + " | train + eval s |",
              "|---|---:|---:|" + "---:|" * (len(METRICS) + 1)]
     for r in records:
-        cells = " | ".join(f"{100 * r['metrics'][key]:.1f}" for _, key in METRICS)
+        cells = percent_cells(r["metrics"], [key for _, key in METRICS])
         lines.append(f"| {' '.join(map(str, r['opts'])) or '(paper default)'} | {r['iters']} | {r['seed']} | {cells} "
                      f"| {r['seconds']:.0f} |")
     return "\n".join(lines)
@@ -78,10 +78,7 @@ def main():
     metrics = run_psdiff(data, teacher_run, args.seed, args.iters, args.opts)
     record = {"opts": args.opts, "iters": args.iters, "seed": args.seed, "metrics": metrics,
               "seconds": time.perf_counter() - start}
-    results = Path(args.root) / "results.jsonl"
-    with open(results, "a") as f:
-        f.write(json.dumps(record) + "\n")
-    print(table([json.loads(line) for line in results.read_text().splitlines()]))
+    print(table(append_record(args.root, record)))
 
 
 if __name__ == "__main__":

@@ -84,7 +84,6 @@ class TargetPseudoLabelHook(HookBase):
         self.trainer.restart_train_stream(self.trainer.iter)
 
     # ---- source proxies -----------------------------------------------------------------------
-    @torch.no_grad()
     def init_source_proxies(self, model):
         """Memory <- one row per identity-table row: the mean embedding of its ground-truth boxes."""
         rows, embeddings = [], []
@@ -104,7 +103,6 @@ class TargetPseudoLabelHook(HookBase):
         logger.info(f"LAID: {num_rows} source identity proxies from {len(rows)} labelled boxes")
 
     # ---- stage 1 ------------------------------------------------------------------------------
-    @torch.no_grad()
     def label_target(self, model):
         """Detect, CAIM, hard negatives, cluster; set the memory's target rows and the target records."""
         detections = self.detect_targets(model)
@@ -157,6 +155,7 @@ class TargetPseudoLabelHook(HookBase):
             gathered.update(part)
         return [gathered[k] for k in range(len(self.target_index))]
 
+    @torch.no_grad()
     def _infer(self, model, records):
         """(record, model output) for this rank's share of `records`, eval mode; RNG states kept."""
         saved_rng, was_training = rng_state(), model.training
