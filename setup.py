@@ -24,6 +24,7 @@ setup(
         "matplotlib",
         "tensorboard",
         "Pillow<10",
+        "h5py",
     ],
     extras_require={"dev": ["pytest", "pytest-timeout"]},
 )

@@ -186,3 +186,64 @@ def write_prw(root):
         query_info.write("5 10.000000 10.000000 30.000000 60.000000 c3s2_000300\n")
         query_info.write("9 20.000000 20.000000 30.000000 60.000000 c4s1_000400\n")
     return base
+
+
+def _mat73_store(refs_group, array):
+    """Store a MATLAB array in `#refs#` as MATLAB v7.3 does (column-major, so the HDF5 shape is the
+    MATLAB one reversed); None = an empty cell, flagged MATLAB_empty; "bare empty" = an empty cell
+    stored as its dimensions only. Returns the object reference."""
+    name = str(len(refs_group))
+    if array is None or isinstance(array, str):
+        dataset = refs_group.create_dataset(name, data=np.zeros(2, dtype=np.uint64))
+        if array is None:
+            dataset.attrs["MATLAB_empty"] = np.uint8(1)
+        dataset.attrs["MATLAB_class"] = np.bytes_("double")
+    else:
+        array = np.asarray(array)
+        dataset = refs_group.create_dataset(name, data=array.T)
+        dataset.attrs["MATLAB_class"] = np.bytes_("uint8" if array.dtype == np.uint8 else "double")
+    return dataset.ref
+
+
+def _mat73_cell(parent, name, refs, column=True):
+    """A MATLAB cell array of object references: a list (an N x 1 cell, HDF5 [1, N]; column=False:
+    1 x N, HDF5 [N, 1]) or a 2-D numpy object array (n x m, HDF5 [m, n])."""
+    import h5py
+
+    refs = np.asarray(refs, dtype=object)
+    if refs.ndim == 1:
+        refs = refs[:, None] if column else refs[None, :]
+    dataset = parent.create_dataset(name, data=refs.T, dtype=h5py.ref_dtype)
+    dataset.attrs["MATLAB_class"] = np.bytes_("cell")
+    return dataset
+
+
+def write_cuhk03_mat(path, cells, testsets):
+    """The original CUHK03 release's cuhk-03.mat (MATLAB v7.3 = HDF5 with a 512-byte MATLAB header).
+
+    Args:
+        cells: {"labeled" / "detected": [one n_persons x 10 list of lists per camera pair]}, each
+            entry an image [H, W, 3] uint8, None (an empty cell flagged MATLAB_empty) or the string
+            "bare empty" (an empty cell stored as its dimensions, no flag).
+        testsets: list of n x 2 [[pair, person], ...] (1-based). The release stores its 20 splits,
+            like `labeled` and `detected` (5 x 1), as an N x 1 cell (HDF5 [1, N]); this writer stores
+            them 1 x N (HDF5 [N, 1]) so that a test reads both orientations.
+    """
+    import h5py
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with h5py.File(path, "w", userblock_size=512) as f:
+        refs_group = f.create_group("#refs#")
+        for key, pairs in cells.items():
+            pair_refs = []
+            for persons in pairs:
+                grid = np.empty((len(persons), 10), dtype=object)
+                for person, row in enumerate(persons):
+                    for cell, image in enumerate(row):
+                        grid[person, cell] = _mat73_store(refs_group, image)
+                pair_refs.append(_mat73_cell(refs_group, str(len(refs_group)), grid).ref)
+            _mat73_cell(f, key, pair_refs)
+        split_refs = [_mat73_store(refs_group, np.asarray(split, dtype=np.float64)) for split in testsets]
+        _mat73_cell(f, "testsets", split_refs, column=False)
+    with open(path, "r+b") as f:
+        f.write(b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Mon Jan  1 00:00:00 2014 HDF5 schema 1.00 .")

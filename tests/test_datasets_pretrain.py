@@ -1,22 +1,23 @@
 """Hybrid pre-training's datasets, each from a fixture in its real on-disk layout: Market-1501,
-CUHK03-NP, MSMT17 (V1 and V2), an unlabelled LUPerson-style folder, CrowdHuman `.odgt`, and crops
-of a registered MOT set."""
+CUHK03-NP (the original .mat: test_datasets_cuhk03_mat.py), MSMT17 (V1 and V2), an unlabelled
+LUPerson-style folder, CrowdHuman `.odgt`, ECP JSON (its tags), and crops of a registered MOT set."""
 import json
 
 import numpy as np
 import pytest
 from detectron2.data import DatasetCatalog, MetadataCatalog
 
-from format_fixtures import write_jpg
+from format_fixtures import write_cuhk03_mat, write_jpg
 from ps_plugin.data.datasets.crowdhuman import CROWDHUMAN_SPLITS, load_crowdhuman, register_all_crowdhuman
 from ps_plugin.data.datasets.eurocity import ECP_SPLITS, load_ecp, register_all_ecp
 from ps_plugin.data.datasets.crops import CROP_BOX, INSTANCE_IDS, load_unlabelled_crop_folder
-from ps_plugin.data.datasets.cuhk03 import register_cuhk03_np
+from ps_plugin.data.datasets.cuhk03 import register_cuhk03_mat, register_cuhk03_np
 from ps_plugin.data.datasets.luperson import register_luperson
 from ps_plugin.data.datasets.market1501 import load_market_style_folder, register_market1501
 from ps_plugin.data.datasets.msmt17 import load_msmt17, register_msmt17
 from ps_plugin.data.datasets.mot import register_mot_sequences
 from ps_plugin.data.datasets.scene_crops import load_scene_crops
+from test_datasets_cuhk03_mat import DETECTED, LABELED, TESTSETS
 from test_datasets_mot import write_sequence
 
 MARKET_FILES = {  # name -> (width, height)
@@ -185,6 +186,7 @@ def test_crops_of_a_registered_mot_set_point_at_the_scene(tmp_path, registered_m
 REGISTRATIONS = {
     register_market1501: ["market1501_train"],
     register_cuhk03_np: ["cuhk03_np_labeled_train", "cuhk03_np_detected_train"],
+    register_cuhk03_mat: [f"cuhk03_mat_{b}_{s}" for b in ("labeled", "detected") for s in ("train", "all")],
     register_msmt17: ["msmt17_train"],
     register_luperson: ["luperson_crops"],
     register_all_crowdhuman: list(CROWDHUMAN_SPLITS),
@@ -210,6 +212,7 @@ def fresh_registrations():
 def test_builtin_names_read_their_folders_under_the_datasets_root(tmp_path, monkeypatch, fresh_registrations):
     write_market(tmp_path / "market1501" / "bounding_box_train")
     write_jpg(str(tmp_path / "cuhk03_np" / "labeled" / "bounding_box_train" / "0001_c1_1.png"), 30, 70)
+    write_cuhk03_mat(str(tmp_path / "cuhk03_release" / "cuhk-03.mat"), {"labeled": LABELED, "detected": DETECTED}, TESTSETS)
     write_jpg(str(tmp_path / "luperson" / "x.jpg"), 30, 70)
     write_crowdhuman(tmp_path / "crowdhuman")
     write_ecp(tmp_path / "ECP", time="night", split="val")
@@ -217,6 +220,7 @@ def test_builtin_names_read_their_folders_under_the_datasets_root(tmp_path, monk
     assert len(DatasetCatalog.get("market1501_train")) == 3
     assert MetadataCatalog.get("market1501_train").num_pids == 2
     assert _pids(DatasetCatalog.get("cuhk03_np_labeled_train")) == [0]
+    assert len(DatasetCatalog.get("cuhk03_mat_labeled_train")) == 6 and MetadataCatalog.get("cuhk03_mat_labeled_train").num_pids == 3
     assert len(DatasetCatalog.get("luperson_crops")) == 1
     assert len(DatasetCatalog.get("crowdhuman_train")) == 3
     assert MetadataCatalog.get("crowdhuman_train").num_pids == 3

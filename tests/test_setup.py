@@ -223,7 +223,7 @@ def test_import_reads_no_file_and_opens_no_socket(tmp_path):
         """
         import os, sys
         import detectron2.data, detectron2.modeling, detectron2.engine, detectron2.evaluation
-        import scipy.io, scipy.optimize, sklearn.metrics, cv2, pycocotools.coco, timm, matplotlib
+        import scipy.io, scipy.optimize, sklearn.metrics, cv2, pycocotools.coco, timm, matplotlib, h5py
         events = []
         def hook(event, args):
             if event == "open" and args and isinstance(args[0], str):

@@ -15,7 +15,7 @@ register_all_synthps(prefix="synthps_b")
 
 # Hybrid pre-training's crop and detection-only sets (docs/PRETRAIN.md).
 from .crowdhuman import register_all_crowdhuman  # noqa: E402
-from .cuhk03 import register_cuhk03_np  # noqa: E402
+from .cuhk03 import register_cuhk03_mat, register_cuhk03_np  # noqa: E402
 from .detection_only import register_all_detection_only  # noqa: E402
 from .eurocity import register_all_ecp  # noqa: E402
 from .luperson import register_luperson  # noqa: E402
@@ -25,6 +25,7 @@ from .scene_crops import register_all_scene_crops  # noqa: E402
 
 register_all_crowdhuman()
 register_cuhk03_np()
+register_cuhk03_mat()
 register_all_detection_only()
 register_all_ecp()
 register_luperson()
