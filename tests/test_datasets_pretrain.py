@@ -9,7 +9,7 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 
 from format_fixtures import write_cuhk03_mat, write_jpg
 from ps_plugin.data.datasets.crowdhuman import CROWDHUMAN_SPLITS, load_crowdhuman, register_all_crowdhuman
-from ps_plugin.data.datasets.eurocity import ECP_SPLITS, load_ecp, register_all_ecp
+from ps_plugin.data.datasets.eurocity import ECP_SETTINGS, ECP_SPLITS, load_ecp, register_all_ecp
 from ps_plugin.data.datasets.crops import CROP_BOX, INSTANCE_IDS, load_unlabelled_crop_folder
 from ps_plugin.data.datasets.cuhk03 import register_cuhk03_mat, register_cuhk03_np
 from ps_plugin.data.datasets.luperson import register_luperson
@@ -116,8 +116,27 @@ def test_crowdhuman_full_boxes_ignore_regions_and_one_identity_per_box(tmp_path)
         load_crowdhuman(str(base / "annotation_train.odgt"), str(base / "Images"))
 
 
+def _ecp_box(identity, box, tags=()):
+    return {"identity": identity, "x0": box[0], "y0": box[1], "x1": box[2], "y1": box[3], "tags": list(tags), "children": []}
+
+
+# One child per tag path (ECP_TAGGED_ROLES: its role in the "all" setting, in "reasonable", and with
+# depictions "background" / "as_labelled" where it differs from "ignore"); heights 30 px unless said.
+ECP_TAGGED = [
+    _ecp_box("pedestrian", [0, 0, 10, 30], ["depiction"]),
+    _ecp_box("person-group-far-away", [20, 0, 40, 10], ["depiction"]),
+    _ecp_box("pedestrian", [40, 0, 50, 30], ["occluded>80"]),
+    _ecp_box("rider", [50, 0, 60, 30], ["truncated>40"]),
+    _ecp_box("pedestrian", [60, 0, 70, 30], ["sitting-lying"]),
+    _ecp_box("pedestrian", [70, 0, 80, 30], ["behind-glass", "unsure_orientation"]),
+    _ecp_box("pedestrian", [80, 0, 90, 45], ["skating", "unsure_orientation"]),
+    _ecp_box("pedestrian", [90, 0, 95, 15]),   # 15 px
+    _ecp_box("pedestrian", [0, 40, 10, 65]),   # 25 px
+]
+
+
 def write_ecp(base, time="day", split="train"):
-    """Two Berlin frames and one Zurich frame of ECP in its released layout."""
+    """Two Berlin frames and two Zurich frames of ECP in its released layout (zurich_00008: ECP_TAGGED)."""
     frames = {
         "berlin/berlin_00001": [
             {"identity": "pedestrian", "x0": 10, "y0": 20, "x1": 40, "y1": 70, "tags": ["occluded>40"], "children": []},
@@ -131,6 +150,7 @@ def write_ecp(base, time="day", split="train"):
         "zurich/zurich_00007": [
             {"identity": "pedestrian", "x0": 90, "y0": 30, "x1": 130, "y1": 90, "tags": ["truncated>10"], "children": []},
         ],
+        "zurich/zurich_00008": ECP_TAGGED,
     }
     for city_name, children in frames.items():
         write_jpg(str(base / time / "img" / split / f"{city_name}.png"), 100, 80)
@@ -143,14 +163,16 @@ def write_ecp(base, time="day", split="train"):
 def test_ecp_persons_riders_far_away_groups_and_one_identity_per_box(tmp_path):
     base = write_ecp(tmp_path / "ECP")
     records = load_ecp(str(base / "day" / "labels" / "train"), str(base / "day" / "img" / "train"))
-    assert [r["image_id"] for r in records] == ["berlin/berlin_00001", "berlin/berlin_00002", "zurich/zurich_00007"]
+    assert [r["image_id"] for r in records] == [
+        "berlin/berlin_00001", "berlin/berlin_00002", "zurich/zurich_00007", "zurich/zurich_00008",
+    ]
     assert records[0]["file_name"] == str(base / "day" / "img" / "train" / "berlin" / "berlin_00001.png")
     # The pedestrian and the rider (not its bicycle, nor the motorbike group); the far-away groups are ignored.
     assert [a["bbox"] for a in records[0]["annotations"]] == [[10, 20, 40, 70], [60, 10, 80, 50]]
     np.testing.assert_array_equal(records[0]["ignore_regions"], [[0, 0, 12, 8], [85, 0, 100, 9]])
     assert records[1]["annotations"] == [] and records[1]["ignore_regions"].shape == (0, 4)
     assert [a["bbox"] for a in records[2]["annotations"]] == [[90, 30, 100, 80]]  # clipped to the 100 x 80 image
-    assert _pids(records) == [0, 1, 2]
+    assert _pids(records) == [0, 1, 2, 3, 4, 5]
     assert all(r[INSTANCE_IDS] and (r["height"], r["width"]) == (80, 100) for r in records)
     (base / "day" / "labels" / "train" / "zurich" / "zurich_00007.json").write_text('{"identity": "seqlist"}')
     with pytest.raises(ValueError, match="zurich_00007.json: an ECP label file holds one object"):
@@ -158,6 +180,28 @@ def test_ecp_persons_riders_far_away_groups_and_one_identity_per_box(tmp_path):
     (base / "day" / "labels" / "val").mkdir()
     with pytest.raises(FileNotFoundError, match="No ECP label file"):
         load_ecp(str(base / "day" / "labels" / "val"), str(base / "day" / "img" / "val"))
+
+
+def _ecp_tagged(base, **options):
+    """(person, ignore) indices into ECP_TAGGED of the zurich_00008 record loaded with `options`."""
+    label_dir, image_dir = base / "day" / "labels" / "train", base / "day" / "img" / "train"
+    record = load_ecp(str(label_dir), str(image_dir), **options)[3]
+    index = {tuple(float(v) for v in (c["x0"], c["y0"], c["x1"], c["y1"])): i for i, c in enumerate(ECP_TAGGED)}
+    people = [index[tuple(a["bbox"])] for a in record["annotations"]]
+    return people, [index[tuple(float(v) for v in box)] for box in record["ignore_regions"]]
+
+
+def test_ecp_tags_depictions_occlusion_truncation_height(tmp_path):
+    base = write_ecp(tmp_path / "ECP")
+    # "all" (20 px, 80 %): depictions, occluded>80, sitting-lying, behind-glass and the 15 px box are ignored.
+    assert _ecp_tagged(base) == ([3, 6, 8], [0, 1, 2, 4, 5, 7])
+    # "reasonable" (40 px, 40 %): also truncated>40 and the 25 px box.
+    assert _ecp_tagged(base, **ECP_SETTINGS["reasonable"]) == ([6], [0, 1, 2, 3, 4, 5, 7, 8])
+    assert _ecp_tagged(base, depictions="background") == ([3, 6, 8], [2, 4, 5, 7])
+    assert _ecp_tagged(base, depictions="as_labelled") == ([0, 3, 6, 8], [1, 2, 4, 5, 7])
+    assert _ecp_tagged(base, min_height=0, max_occlusion=101, depictions="as_labelled") == ([0, 2, 3, 6, 7, 8], [1, 4, 5])
+    with pytest.raises(ValueError, match="depictions must be one of"):
+        _ecp_tagged(base, depictions="person")
 
 
 @pytest.fixture
@@ -224,7 +268,9 @@ def test_builtin_names_read_their_folders_under_the_datasets_root(tmp_path, monk
     assert len(DatasetCatalog.get("luperson_crops")) == 1
     assert len(DatasetCatalog.get("crowdhuman_train")) == 3
     assert MetadataCatalog.get("crowdhuman_train").num_pids == 3
-    assert len(DatasetCatalog.get("ecp_night_val")) == 3 and MetadataCatalog.get("ecp_night_val").num_pids == 3
+    assert len(DatasetCatalog.get("ecp_night_val")) == 4 and MetadataCatalog.get("ecp_night_val").num_pids == 6
+    assert len(DatasetCatalog.get("ecp_night_val_reasonable")) == 4
+    assert MetadataCatalog.get("ecp_night_val_reasonable").num_pids == 3
     with pytest.raises(FileNotFoundError, match="ECP/day/labels/train"):
         DatasetCatalog.get("ecp_day_train")
     with pytest.raises(FileNotFoundError, match="cuhk03_np/detected/bounding_box_train"):
