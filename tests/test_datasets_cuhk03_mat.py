@@ -82,6 +82,9 @@ def test_missing_corrupt_and_wrong_files_name_the_file_and_the_fix(tmp_path, mat
     write_cuhk03_mat(str(mat_file), {"labeled": LABELED}, TESTSETS)
     with pytest.raises(ValueError, match="cuhk-03.mat: no MATLAB cell array 'detected'"):
         load_cuhk03_mat(str(mat_file), "detected")
+    write_cuhk03_mat(str(mat_file), {"labeled": [[[crop(0).astype(np.float64)] + row(set())[1:]]]}, TESTSETS)
+    with pytest.raises(ValueError, match=r"cuhk-03.mat: labeled\{1\}\(1, 1\): expected an H x W x 3 uint8 image, got a float64"):
+        load_cuhk03_mat(str(mat_file), "labeled", cache_dir=str(tmp_path / "fresh"))
     write_cuhk03_mat(str(mat_file), {"labeled": [[row(set(), bare={0})] * 2]}, [[[1, 1], [1, 2]]])
     with pytest.raises(ValueError, match="no 'labeled' crop in split 'train'"):
         load_cuhk03_mat(str(mat_file), "labeled")

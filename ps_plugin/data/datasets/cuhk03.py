@@ -31,6 +31,7 @@ import json
 import logging
 import os
 
+import numpy as np
 from PIL import Image
 
 from .common import datasets_root, require_path
@@ -66,9 +67,9 @@ def register_cuhk03_np(root=None):
 def _crop_image(dataset, where):
     """[H, W, 3] uint8 of a stored image cell (HDF5 [3, W, H]); ValueError naming `where` otherwise."""
     image = mat73_array(dataset)
-    if image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"{where}: expected an H x W x 3 image, got a MATLAB array of shape {image.shape}.")
-    return image.astype("uint8")
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"{where}: expected an H x W x 3 uint8 image, got a {image.dtype} array of shape {image.shape}.")
+    return image
 
 
 def iter_cuhk03_mat(mat, boxes):

@@ -73,7 +73,7 @@ def hidden_percent(tags):
 
 
 def ecp_role(child, min_height, max_occlusion, depictions):
-    """"person", "ignore" or None (not read: background) for one child of a frame (module docstring)."""
+    """The role of one child of a frame: "person", "ignore" or None (not read: background); see the module docstring."""
     identity, tags = child.get("identity"), child.get("tags", [])
     if identity not in PERSON_IDENTITIES + IGNORE_IDENTITIES:
         return None
