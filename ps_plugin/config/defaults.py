@@ -28,9 +28,9 @@ def add_data_config(cfg):
     _C.PS.DATA.DOMAIN_RATIOS = (1, 1)
     # Drop training images that hold no person box (Detectron2's FILTER_EMPTY_ANNOTATIONS equivalent).
     _C.PS.DATA.FILTER_EMPTY = False
-    # Records' "ignore_regions" (CrowdHuman's crowds, reflections) reach the model as IGNORE_BOXES, and the
-    # RPN (PersonSearchRPN) and ROI sampling treat unmatched anchors / proposals inside one as ignored,
-    # not background. Records without regions train as without this key.
+    # Records' "ignore_regions" (CrowdHuman's crowds and reflections; EuroCity Persons' depictions and the
+    # persons its evaluation does not count) reach the model as IGNORE_BOXES, and the RPN (PersonSearchRPN)
+    # and ROI sampling treat unmatched anchors / proposals inside one as ignored, not background. Records without regions train as without this key.
     _C.PS.DATA.IGNORE_REGIONS = True
     # "Inside" a region: |box ∩ region| / |box| above this. Detectron (Caffe2)'s TRAIN.CROWD_FILTER_THRESH
     # default for COCO crowd regions, measured the same way.
