@@ -30,7 +30,8 @@ def add_data_config(cfg):
     _C.PS.DATA.FILTER_EMPTY = False
     # Records' "ignore_regions" (CrowdHuman's crowds and reflections; EuroCity Persons' depictions and the
     # persons its evaluation does not count) reach the model as IGNORE_BOXES, and the RPN (PersonSearchRPN)
-    # and ROI sampling treat unmatched anchors / proposals inside one as ignored, not background. Records without regions train as without this key.
+    # and ROI sampling treat unmatched anchors / proposals inside one as ignored, not background. Records
+    # without regions train as without this key.
     _C.PS.DATA.IGNORE_REGIONS = True
     # "Inside" a region: |box ∩ region| / |box| above this. Detectron (Caffe2)'s TRAIN.CROWD_FILTER_THRESH
     # default for COCO crowd regions, measured the same way.
