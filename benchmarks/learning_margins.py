@@ -9,7 +9,8 @@ QUICKSTART, SPNET_OC, SPNET_QC + SPNET_OC_AFTER_QC, PSDIFF). PSDiff's teacher is
 the same seed. OLA trains on boxes only; its Table 1 rows (ola_base: no PM, CAC or DMBE; ola_pm;
 ola_pm_cac; ola = all three) and plain instance discrimination (ola_instance: ola_base with every box
 its own class, DBSCAN eps 1e-6) and ola_reliability (OLA with SpCL's reliability criterion) change
-only PS.OLA switches. Prints one row per run (untrained -> trained, percentages) and the mean and spread
+only PS.OLA switches; ola_checkpoints is ola saving a checkpoint at the end of each 30-iteration epoch
+(model_0000029.pth, ...: the memory each epoch's clustering reads, for ola_small_clustering.py --memory). Prints one row per run (untrained -> trained, percentages) and the mean and spread
 (max - min) of each gain; the tests' margins must stay well outside that spread.
 """
 import argparse
@@ -40,6 +41,7 @@ OLA_RUNS = {
     "ola_pm_cac": OLA_BASE[4:],
     "ola_instance": OLA_BASE + ("PS.OLA.CLUSTER.EPS", 1e-6),
     "ola_reliability": ("PS.OLA.CLUSTER.RELIABILITY", True),
+    "ola_checkpoints": ("SOLVER.CHECKPOINT_PERIOD", 30),  # ola, with a checkpoint at each epoch's end
 }
 METHODS = ("baseline", "spnet_oc", "spnet_qc_oc", "psdiff") + tuple(OLA_RUNS)
 
