@@ -30,7 +30,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--gallery", default="synthps_gallery")
     parser.add_argument("--query", default="synthps_query")
-    parser.add_argument("--learning-root", help="search the learning SynthPS, written here (overrides --gallery/--query)")
+    parser.add_argument("--learning-root",
+                        help="search the learning SynthPS, written here (overrides --gallery / --query)")
     args = parser.parse_args()
     if args.learning_root:
         args.gallery, args.query = learning_sets(args.learning_root)

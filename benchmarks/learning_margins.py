@@ -10,8 +10,9 @@ the same seed. OLA trains on boxes only; its Table 1 rows (ola_base: no PM, CAC 
 ola_pm_cac; ola = all three) and plain instance discrimination (ola_instance: ola_base with every box
 its own class, DBSCAN eps 1e-6) and ola_reliability (OLA with SpCL's reliability criterion) change
 only PS.OLA switches; ola_checkpoints is ola saving a checkpoint at the end of each 30-iteration epoch
-(model_0000029.pth, ...: the memory each epoch's clustering reads, for ola_small_clustering.py --memory). Prints one row per run (untrained -> trained, percentages) and the mean and spread
-(max - min) of each gain; the tests' margins must stay well outside that spread.
+(model_0000029.pth, ...: the memory each epoch's clustering reads, for ola_small_clustering.py
+--memory). Prints one row per run (untrained -> trained, percentages) and the mean and spread (max -
+min) of each gain; the tests' margins must stay well outside that spread.
 """
 import argparse
 import sys
