@@ -15,6 +15,7 @@ def laid_cfg(root, prefix, output_dir, target=None, **solver):
     clustering thresholds a random tiny model reaches."""
     cfg = tiny_train_cfg(root, prefix, output_dir, **solver)
     cfg.MODEL.META_ARCHITECTURE = "LAID"
+    cfg.MODEL.PROPOSAL_GENERATOR.NAME = "DifferentiableObjectnessRPN"
     cfg.MODEL.ROI_HEADS.NAME = "MemoryReIDStandardROIHeads"
     cfg.PS.REID.NAE = True
     cfg.DATASETS.TRAIN = (f"{prefix}_train", target or f"{prefix}_gallery")

@@ -3,7 +3,7 @@ meta-architecture and the per-epoch pseudo-labelling hook (docs/LAID.md).
 
 caim (eq. 1-3: matching this epoch's target detections to last epoch's proposals), dscl (eq. 4-9:
 cross-domain proxy contrast and the in-image separation loss), tsa (eq. 10: detector / re-id
-confidence alignment), proxy_memory (the rows of L_cross), pseudo_labels (stage 1 on given
+confidence alignment), rpn (the RPN whose proposals keep their objectness gradient, TSA's P), proxy_memory (the rows of L_cross), pseudo_labels (stage 1 on given
 detections), meta_arch (the `LAID` meta-architecture), config (cfg.PS.LAID)."""
 from .caim import CostAwareInstanceMatching, TrackCache, greedy_assignment, jv_assignment
 from .config import add_laid_config, check_laid_config
@@ -16,6 +16,7 @@ from .dscl import (
 )
 from .meta_arch import DOMAIN_IDS, LAID
 from .proxy_memory import ProxyMemory
+from .rpn import DifferentiableObjectnessRPN
 from .tsa import TaskSensitivityAlignment, binary_kl
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "LAID",
     "ProxyMemory",
     "CostAwareInstanceMatching",
+    "DifferentiableObjectnessRPN",
     "IntraImageLoss",
     "TaskSensitivityAlignment",
     "TrackCache",

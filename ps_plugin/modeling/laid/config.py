@@ -22,6 +22,7 @@ UNIT_INTERVAL_KEYS = (
 CAIM_MATCHING = ("jv", "greedy")
 DSCL_INTRA_LOSSES = ("separation", "triplet", "none")
 TSA_MODES = ("rpn_from_reid", "bidirectional", "off")
+TSA_DETECTORS = ("rpn", "box")
 DETECTION_SCORES = ("box", "nae")
 
 
@@ -71,6 +72,12 @@ def add_laid_tsa_config(cfg):
     # "rpn_from_reid": KL(Q || P) with the re-id confidence Q detached (RPN <= ReID, the paper);
     # "bidirectional": each side aligned to the other, detached (RPN <=> ReID, Table 4 row 2); "off".
     _C.PS.LAID.TSA.MODE = "rpn_from_reid"
+    # Where P of eq. 10 comes from. "rpn": the RPN objectness sigmoid(logit) of the anchor each sampled
+    # proposal came from, with gradient into the RPN (the paper: "P ... from RPN classification scores";
+    # needs MODEL.PROPOSAL_GENERATOR.NAME "DifferentiableObjectnessRPN"); the ground-truth boxes the ROI
+    # sampling appends have no anchor and are left out. "box": the box classifier's person probability of
+    # every sampled proposal (the first-stage score of SeqNet, which DSCA builds on; no gradient into the RPN).
+    _C.PS.LAID.TSA.DETECTOR = "rpn"
     # The paper gives no weight for L_TSA.
     _C.PS.LAID.TSA.WEIGHT = 1.0
 
@@ -143,7 +150,7 @@ def check_laid_config(cfg):
         if not 0.0 <= value <= 1.0:
             raise ValueError(f"PS.LAID.{key}={value} is outside [0, 1]; set a fraction (paper values: config.py).")
     switches = (("CAIM.MATCHING", CAIM_MATCHING), ("DSCL.INTRA_LOSS", DSCL_INTRA_LOSSES), ("TSA.MODE", TSA_MODES),
-                ("DETECTION_SCORE", DETECTION_SCORES))
+                ("TSA.DETECTOR", TSA_DETECTORS), ("DETECTION_SCORE", DETECTION_SCORES))
     for key, choices in switches:
         if _value(cfg, key) not in choices:
             raise ValueError(f"PS.LAID.{key}='{_value(cfg, key)}' is not one of {choices}.")

@@ -29,7 +29,8 @@ from ps_plugin.modeling.common.reid_head import DomainSpecificBatchNorm1d
 from .config import check_laid_config
 from .dscl import IntraImageLoss
 from .proxy_memory import ProxyMemory
-from .tsa import TaskSensitivityAlignment
+from .rpn import DifferentiableObjectnessRPN
+from .tsa import TaskSensitivityAlignment, index_proposals
 
 __all__ = ["LAID", "DOMAIN_IDS"]
 
@@ -65,6 +66,7 @@ class LAID(PersonSearchRCNN):
                              "set PS.REID.NAE True.")
         ret = super().from_config(cfg)
         node = cfg.PS.LAID
+        cls._check_tsa_detector(cfg, ret["proposal_generator"])
         if node.DSBN:
             cls._use_domain_specific_bn(ret["roi_heads"].reid_branch.head)
         ret.update(
@@ -79,6 +81,17 @@ class LAID(PersonSearchRCNN):
             detection_score=node.DETECTION_SCORE,
         )
         return ret
+
+    @staticmethod
+    def _check_tsa_detector(cfg, proposal_generator):
+        """TSA on the RPN needs proposals whose objectness logits carry gradient."""
+        tsa = cfg.PS.LAID.TSA
+        if tsa.DETECTOR == "rpn" and tsa.MODE != "off" and not isinstance(proposal_generator, DifferentiableObjectnessRPN):
+            raise ValueError(
+                "PS.LAID.TSA.DETECTOR 'rpn' aligns the RPN objectness of the sampled proposals, which needs their logits "
+                f"with gradient, but MODEL.PROPOSAL_GENERATOR.NAME is {type(proposal_generator).__name__!r}: set it to "
+                "'DifferentiableObjectnessRPN' (configs/Base-LAID.yaml does), or PS.LAID.TSA.DETECTOR 'box'."
+            )
 
     @staticmethod
     def _use_domain_specific_bn(head):
@@ -139,6 +152,7 @@ class LAID(PersonSearchRCNN):
         features = self.backbone(images.tensor)
         targets = [x["instances"].to(self.device) for x in inputs]
         proposals, rpn_losses = self.propose(images, features, targets, inputs)
+        index_proposals(proposals, targets)
         sampled = self.roi_heads.label_and_sample_proposals(proposals, targets)
         predictions, reid_features = self.roi_heads.box_predictions_and_reid_features(
             features, [p.proposal_boxes for p in sampled]
@@ -148,18 +162,20 @@ class LAID(PersonSearchRCNN):
             det_weight = self.target_det_weight if domain == TARGET else 1.0
             detection = {**rpn_losses, **self.roi_heads.box_predictor.losses(predictions, sampled)}
             losses.update({name: det_weight * value for name, value in detection.items()})
+            detector_probs = self.tsa.detector_probs(proposals, sampled, predictions[0])
             with self._domain_batch_norm(domain):
-                losses.update(self.reid_losses(sampled, predictions, reid_features, domain))
+                losses.update(self.reid_losses(sampled, detector_probs, reid_features, domain))
         if self.domain_alignment is not None:
             losses.update(self.domain_alignment_losses(features, reid_features, sampled, domain))
         return losses
 
-    def reid_losses(self, sampled, predictions, reid_features, domain):
-        """L_cross, L_intra, NAE and TSA on the sampled proposals of one domain's images."""
+    def reid_losses(self, sampled, detector_probs, reid_features, domain):
+        """L_cross, L_intra, NAE and TSA on the sampled proposals of one domain's images; detector_probs:
+        TSA's P and the sampled proposals it covers (TaskSensitivityAlignment.detector_probs)."""
         embeddings, norms = self.roi_heads.reid_branch.head(reid_features)
         confidence = self.roi_heads.reid_branch.head.detection_scores(norms)  # NAE: Q of eq. 10
         rows, foreground = proposal_pids(sampled, self.roi_heads.num_classes)
-        foreground_prob = F.softmax(predictions[0], dim=1)[:, 0]  # P of eq. 10 (class 0 = person)
+        foreground_prob, aligned = detector_probs  # P of eq. 10
         per_image = [len(p) for p in sampled]
         fg_boxes = [p.proposal_boxes.tensor[fg] for p, fg in zip(sampled, foreground.split(per_image))]
         fg_embeddings = [e[fg] for e, fg in zip(embeddings.split(per_image), foreground.split(per_image))]
@@ -169,7 +185,7 @@ class LAID(PersonSearchRCNN):
             "loss_intra": self.intra_loss(fg_boxes, fg_embeddings, domain),
             "loss_nae_det": self.nae_loss_weight * F.binary_cross_entropy(confidence, foreground.float())
             * (self.target_det_weight if domain == TARGET else 1.0),
-            "loss_tsa": self.tsa(foreground_prob, confidence),
+            "loss_tsa": self.tsa(foreground_prob, confidence[aligned]),
         }
         self.memory.update(embeddings[foreground], rows[foreground])
         return losses
