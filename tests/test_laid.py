@@ -21,6 +21,7 @@ from ps_plugin.engine.checkpointer import PersonSearchCheckpointer
 from ps_plugin.engine.domain_adaptation import TargetPseudoLabelHook
 from ps_plugin.modeling.laid import ProxyMemory
 from ps_plugin.modeling.laid.caim import TrackCache
+from ps_plugin.modeling.laid.tsa import index_proposals
 from ps_plugin.modeling.laid.pseudo_labels import (
     ImageDetections,
     cluster_tracks,
@@ -330,3 +331,84 @@ def test_detection_scores_are_the_box_classifiers_or_the_nae_confidence(root, tm
         _, nae = model.roi_heads.embed_boxes(features, [by_nae.pred_boxes])
     assert torch.equal(by_box.pred_boxes.tensor, by_nae.pred_boxes.tensor) and len(by_box) > 0
     assert torch.allclose(by_nae.scores, nae, atol=1e-6) and not torch.allclose(by_box.scores, by_nae.scores)
+
+
+# ---- TSA's P: the RPN objectness of the sampled proposals (or the box classifier) -----------------
+def tsa_model(root, tmp_path, **tsa):
+    cfg = laid_cfg(root, PREFIX, tmp_path)
+    cfg.PS.LAID.TSA.update(**tsa)
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    model.memory.set_source(F.normalize(torch.randn(3, cfg.PS.REID.EMBED_DIM), dim=1))
+    return model
+
+
+def gradient_norm(module):
+    return sum(float(p.grad.abs().sum()) for p in module.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize("mode", ["rpn_from_reid", "bidirectional"])
+@pytest.mark.parametrize("detector", ["rpn", "box"])
+def test_tsa_gradient_reaches_the_rpn_objectness_or_the_box_classifier(root, tmp_path, detector, mode):
+    model = tsa_model(root, tmp_path, DETECTOR=detector, MODE=mode)
+    with EventStorage():
+        model([tiny_input(0, [[5, 5, 30, 60], [50, 8, 80, 62]], pid=1)])["loss_tsa"].backward()
+    objectness = gradient_norm(model.proposal_generator.rpn_head.objectness_logits)
+    box_classifier = gradient_norm(model.roi_heads.box_predictor.cls_score)
+    assert (objectness > 0, box_classifier > 0) == (detector == "rpn", detector == "box")
+    assert gradient_norm(model.proposal_generator.rpn_head.anchor_deltas) == 0.0
+    # Q (the re-id head's NAE confidence) moves only in the bidirectional variant
+    assert (gradient_norm(model.roi_heads.reid_branch.head) > 0) == (mode == "bidirectional")
+
+
+def test_tsa_p_is_the_sigmoid_of_the_objectness_logit_of_the_proposals_anchor(root, tmp_path):
+    model = tsa_model(root, tmp_path)
+    rpn = model.proposal_generator
+    maps = []  # Detectron2's pred_objectness_logits: one [N, A, H, W] per level
+
+    def keep_objectness(module, args, out):
+        for logit_map in out[0]:
+            logit_map.retain_grad()
+            maps.append(logit_map)
+
+    hook = rpn.rpn_head.register_forward_hook(keep_objectness)
+    inputs = [tiny_input(0, [[5, 5, 30, 60], [50, 8, 80, 62]], pid=1)]
+    gt_boxes = inputs[0]["instances"].gt_boxes.tensor
+    with EventStorage():
+        images = model.preprocess_image(inputs)
+        features = model.backbone(images.tensor)
+        targets = [x["instances"] for x in inputs]
+        proposals, _ = model.propose(images, features, targets, inputs)
+        index_proposals(proposals, targets)
+        sampled = model.roi_heads.label_and_sample_proposals(proposals, targets)
+        predictions, _ = model.roi_heads.box_predictions_and_reid_features(features, [p.proposal_boxes for p in sampled])
+        probs, aligned = model.tsa.detector_probs(proposals, sampled, predictions[0])
+    hook.remove()
+    # the ground-truth boxes ROI sampling appended have no anchor: left out of TSA
+    appended = sampled[0].proposal_boxes.tensor[~aligned]
+    assert len(appended) > 0 and (torch.cdist(appended, gt_boxes).min(dim=1).values == 0).all()
+    assert len(probs) == int(aligned.sum()) > 0
+    # each P is sigmoid(logit) of exactly one anchor of Detectron2's objectness map, with gradient there only
+    (logit_map,) = maps
+    for k in range(len(probs)):
+        logit_map.grad = None
+        probs[k].backward(retain_graph=True)
+        (anchor,) = logit_map.grad.flatten().nonzero().flatten().tolist()
+        p = torch.sigmoid(logit_map.flatten()[anchor])
+        assert probs[k].item() == pytest.approx(p.item(), abs=1e-7)
+        assert logit_map.grad.flatten()[anchor].item() == pytest.approx((p * (1 - p)).item(), rel=1e-5)
+    # the proposals are Detectron2's (the tiny config keeps as many proposals in training as at test time)
+    with torch.no_grad():
+        rpn.eval()
+        detached, _ = rpn(images, features)
+    assert torch.equal(detached[0].proposal_boxes.tensor, proposals[0].proposal_boxes.tensor)
+    assert torch.equal(detached[0].objectness_logits, proposals[0].objectness_logits.detach())
+
+
+def test_tsa_on_the_rpn_needs_the_differentiable_objectness_rpn(root, tmp_path):
+    cfg = laid_cfg(root, PREFIX, tmp_path)
+    cfg.MODEL.PROPOSAL_GENERATOR.NAME = "PersonSearchRPN"
+    with pytest.raises(ValueError, match="MODEL.PROPOSAL_GENERATOR.NAME"):
+        build_model(cfg)
+    cfg.PS.LAID.TSA.DETECTOR = "box"
+    assert build_model(cfg).tsa.detector == "box"

@@ -215,7 +215,7 @@ def test_laid_config_defaults_are_the_papers():
     laid = get_ps_cfg().PS.LAID
     assert (laid.CAIM.LOOSE_FACTOR, laid.CAIM.IOU_GATE, laid.CAIM.MATCHING) == (0.95, 0.7, "jv")
     assert (laid.DSCL.GROUP_IOU, laid.DSCL.MARGIN_SOURCE, laid.DSCL.MARGIN_TARGET) == (0.3, 0.5, 0.7)
-    assert laid.TSA.MODE == "rpn_from_reid"
+    assert (laid.TSA.MODE, laid.TSA.DETECTOR) == ("rpn_from_reid", "rpn")
     cfg = get_ps_cfg()
     assert CostAwareInstanceMatching(cfg).candidate_thresh == pytest.approx(0.95 * 0.98)
     assert IntraImageLoss(cfg).margins == {"source": 0.5, "target": 0.7}
@@ -230,6 +230,7 @@ def test_laid_config_defaults_are_the_papers():
         ("DSCL.MARGIN_TARGET", 1.5, IntraImageLoss),
         ("CAIM.MATCHING", "hungarian", CostAwareInstanceMatching),
         ("TSA.MODE", "both", TaskSensitivityAlignment),
+        ("TSA.DETECTOR", "roi", TaskSensitivityAlignment),
     ],
 )
 def test_bad_laid_keys_name_the_key(key, value, build):
