@@ -30,7 +30,15 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the learning setup the tests use
 
-from learning_fixtures import OLA, QUERY_SET, learning_cfg, logged, make_learning_data, train, trained_metrics  # noqa: E402
+from learning_fixtures import (  # noqa: E402
+    OLA,
+    QUERY_SET,
+    learning_cfg,
+    logged,
+    make_learning_data,
+    train,
+    trained_metrics,
+)
 from ola_small_clustering import training_boxes  # noqa: E402
 
 from ps_plugin.modeling.common.clustering import _relabelled, same_image_pairs  # noqa: E402
@@ -61,15 +69,25 @@ def nearest_identity_rate(features, identities, images, labelled):
     return float((identities[similarity.argmax(dim=1).numpy()] == identities)[labelled].mean())
 
 
+def untrained_boxes(args):
+    """(memory-init features of the untrained model [N, D], true identity [N], image [N]), slot order."""
+    return training_boxes(Namespace(root=args.root, weights=None, memory=False, features=args.features))
+
+
+def spread(features, identities, images, labelled):
+    """'NN identity | mean-vector norm' cells of the memory features [N, D]."""
+    normalised = F.normalize(features, dim=1)
+    return (f"{nearest_identity_rate(normalised, identities, images, labelled):.3f} | "
+            f"{float(normalised.mean(dim=0).norm()):.2f}")
+
+
 def drift_table(args):
     checkpoints = sorted(Path(args.run).glob("model_0*.pth"))
-    base = Namespace(root=args.root, weights=None, memory=False, features=args.features)
-    before, identities, images = training_boxes(base)
+    before, identities, images = untrained_boxes(args)
     labelled = np.bincount(identities)[identities] > 1
     rows, cols = np.triu_indices(len(identities), 1)
-    normalised = F.normalize(before, dim=1)
-    print(f"memory-init features (untrained model): NN identity {nearest_identity_rate(normalised, identities, images, labelled):.3f}, "
-          f"mean-vector norm {float(normalised.mean(dim=0).norm()):.2f}\n")
+    print(f"memory-init features (untrained model): NN identity | mean-vector norm = "
+          f"{spread(before, identities, images, labelled)}\n")
     print(f"| epoch | clusters | pair precision | {' | '.join(PAIR_KINDS)} | NN identity | mean-vector norm |")
     print("|---:|---:|---:|" + "---|" * len(PAIR_KINDS) + "---:|---:|")
     for epoch, checkpoint in enumerate(checkpoints):
@@ -78,29 +96,27 @@ def drift_table(args):
         after = state["instance_memory.bank.features"].float()
         kinds = pair_kinds(labels, identities, images, rows, cols)
         old, new = (cosine_pairs(m, rows, cols) for m in (before, after))
-        cells = [f"{old[k].mean():.2f} → {new[k].mean():.2f} ({k.sum()})" for k in kinds.values()]
+        cells = [f"{old[k].mean():.2f} → {new[k].mean():.2f} ({k.sum()})" if k.any() else "— (0)" for k in kinds.values()]
         clustered = (kinds["wrong"] | kinds["right"]).sum()
-        normalised = F.normalize(after, dim=1)
-        print(f"| {epoch} | {len(np.unique(labels)) - (np.bincount(labels) == 1).sum()} | "
-              f"{kinds['right'].sum() / max(clustered, 1):.3f} | " + " | ".join(cells) +
-              f" | {nearest_identity_rate(normalised, identities, images, labelled):.3f} | "
-              f"{float(normalised.mean(dim=0).norm()):.2f} |")
+        print(f"| {epoch} | {(np.bincount(labels) > 1).sum()} | {kinds['right'].sum() / max(clustered, 1):.3f} | "
+              + " | ".join(cells) + f" | {spread(after, identities, images, labelled)} |")
         before = after
 
 
 def oracle_runs(args):
     data = make_learning_data(args.root)
-    _, identities, images = training_boxes(Namespace(root=args.root, weights=None, memory=False, features=args.features))
+    _, identities, images = untrained_boxes(args)
     truth = _relabelled(identities)[0]
+    sizes = np.bincount(truth)
+    statistics = {"clusters": int((sizes > 1).sum()), "outliers": int((sizes == 1).sum()),
+                  "same_image_pairs": same_image_pairs(truth, images)}
     clustering = OLAModel.pseudo_labels
 
     for epochs in args.oracle_epochs:
         def pseudo_labels(model, epochs=epochs):
             if int(model.pseudo_label_state.epoch) + 1 >= epochs:
                 return clustering(model)
-            return truth.copy(), {"clusters": int(np.bincount(truth).__gt__(1).sum()),
-                                  "outliers": int((np.bincount(truth) == 1).sum()),
-                                  "same_image_pairs": same_image_pairs(truth, images)}
+            return truth.copy(), dict(statistics)
 
         OLAModel.pseudo_labels = pseudo_labels
         cfg = learning_cfg(OLA, data, f"ola_oracle{epochs}_seed{args.seed}", args.seed)
@@ -110,7 +126,7 @@ def oracle_runs(args):
         scores = ", ".join(f"{name} {100 * metrics[key]:.1f}" for name, key in
                            (("det AP", "det/AP"), ("mAP", f"{QUERY_SET}/mAP"), ("top-1", f"{QUERY_SET}/top1"),
                             ("GT mAP", f"{QUERY_SET}/gt_mAP")))
-        logs = {k: [int(v) for v in logged(cfg.OUTPUT_DIR, f"cluster/{k}")] for k in ("clusters", "outliers", "same_image_pairs")}
+        logs = {k: [int(v) for v in logged(cfg.OUTPUT_DIR, f"cluster/{k}")] for k in statistics}
         print(f"true labels for epochs 0-{epochs - 1}, seed {args.seed}: {scores}; per epoch {logs}", flush=True)
 
 
