@@ -12,8 +12,9 @@ its own class, DBSCAN eps 1e-6), ola_reliability (OLA with SpCL's reliability cr
 ola_k2_1 / ola_k2_2 (query expansion over 1 / 2 neighbours instead of 6) change only PS.OLA
 switches; ola_checkpoints (ola_instance_checkpoints) is ola (ola_instance) saving a checkpoint at the
 end of each 30-iteration epoch (model_0000029.pth, ...: the memory each epoch's clustering reads, for
-ola_small_clustering.py --memory and ola_memory_drift.py --run), as do ola_k2_1 / ola_k2_2. Prints one row per run (untrained -> trained, percentages) and the mean and spread (max -
-min) of each gain; the tests' margins must stay well outside that spread.
+ola_small_clustering.py --memory and ola_memory_drift.py --run), as do ola_k2_1 / ola_k2_2. Prints
+one row per run (untrained -> trained, percentages) and the mean and spread (max - min) of each
+gain; the tests' margins must stay well outside that spread.
 """
 import argparse
 import sys
