@@ -7,9 +7,13 @@ data we have): search mAP, top-1, GT mAP and detection AP after a given number o
 
 Each --init NAME=PATH is one run of configs/quick_schedules/quickstart.yaml with MODEL.WEIGHTS PATH (empty:
 the ImageNet MobileNetV2 of PS.BACKBONE.WEIGHTS only), SOLVER.MAX_ITER --iters (the cosine schedule spans
-them), SEED --seed and any trailing KEY VALUE overrides, one after the other. Every run appends a row to <root>/results.jsonl; the table
-printed at the end covers every row there: mean and spread (max - min) over the seeds of each
-(initialisation, iterations), one column per metric.
+them), SEED --seed and any trailing KEY VALUE overrides, one after the other. --tag names the setting of the
+overrides (e.g. "60%" for `PS.DATA.TRAIN_IMAGE_FRACTION 0.6`; default: the overrides themselves). Every run
+appends a row to <root>/results.jsonl; the table printed at the end covers every row there: mean and spread
+(max - min) over the seeds of each (initialisation, setting, iterations), one column per metric.
+
+    python benchmarks/hybrid_finetune.py --iters 150 --seed 0 --tag 60% --init imagenet= \
+        PS.DATA.TRAIN_IMAGE_FRACTION 0.6
 """
 import argparse
 import json
@@ -24,9 +28,11 @@ CONFIG = "configs/quick_schedules/quickstart.yaml"
 METRICS = (("search mAP", "{query}/mAP"), ("top-1", "{query}/top1"), ("GT mAP", "{query}/gt_mAP"), ("det AP", "det/AP"))
 
 
-def finetune(name, weights, iters, seed, root, extra_opts=()):
-    """One fine-tuning run (config overrides `extra_opts` last) -> {"init", "iters", "seed", metric name: percentage}."""
-    output_dir = os.path.join(root, f"{name}_it{iters}_s{seed}")
+def finetune(name, weights, iters, seed, root, extra_opts=(), tag=""):
+    """One fine-tuning run (config overrides `extra_opts` last) -> {"init", "setting", "iters", "seed",
+    metric name: percentage}."""
+    setting = "".join(c if c.isalnum() else "_" for c in tag)
+    output_dir = os.path.join(root, f"{name}{'_' + setting if setting else ''}_it{iters}_s{seed}")
     opts = ["MODEL.WEIGHTS", weights, "SOLVER.MAX_ITER", iters, "SEED", seed, "OUTPUT_DIR", output_dir,
             "SOLVER.CHECKPOINT_PERIOD", iters, *extra_opts]
     cfg = setup_cfg(config_file=CONFIG, opts=[str(o) for o in opts])
@@ -34,26 +40,26 @@ def finetune(name, weights, iters, seed, root, extra_opts=()):
     trainer.resume_or_load(resume=False)
     query, gallery = cfg.DATASETS.TEST[0], "synthps_gallery"
     metrics = trainer.train()[gallery]["person_search"]
-    row = {"init": name, "iters": iters, "seed": seed}
+    row = {"init": name, "setting": tag, "iters": iters, "seed": seed}
     row.update({label: 100 * metrics[key.format(query=query)] for label, key in METRICS})
     return row
 
 
 def table(rows):
-    """Markdown table: one line per (init, iters), each metric as mean (spread) over its seeds."""
+    """Markdown table: one line per (init, setting, iters), each metric as mean (spread) over its seeds."""
     groups = defaultdict(list)
     for row in rows:
-        groups[(row["init"], row["iters"])].append(row)
-    lines = ["| initialisation | iterations | seeds | " + " | ".join(label for label, _ in METRICS) + " |",
-             "|---|---:|---|" + "---:|" * len(METRICS)]
-    for (init, iters), runs in groups.items():
+        groups[(row["init"], row.get("setting", ""), row["iters"])].append(row)
+    lines = ["| initialisation | setting | iterations | seeds | " + " | ".join(label for label, _ in METRICS) + " |",
+             "|---|---|---:|---|" + "---:|" * len(METRICS)]
+    for (init, setting, iters), runs in groups.items():
         cells = []
         for label, _ in METRICS:
             values = [r[label] for r in runs]
             spread = f" ({max(values) - min(values):.1f})" if len(values) > 1 else ""
             cells.append(f"{sum(values) / len(values):.1f}{spread}")
         seeds = ", ".join(str(r["seed"]) for r in runs)
-        lines.append(f"| {init} | {iters} | {seeds} | " + " | ".join(cells) + " |")
+        lines.append(f"| {init} | {setting} | {iters} | {seeds} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -64,6 +70,7 @@ def main(argv=None):
     parser.add_argument("--iters", type=int, default=150)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--root", default="output/hybrid_finetune")
+    parser.add_argument("--tag", default=None, help="name of the overrides' setting (default: the overrides)")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ... for every run")
     args = parser.parse_args(argv)
     os.makedirs(args.root, exist_ok=True)
@@ -72,7 +79,8 @@ def main(argv=None):
         if "=" not in spec:
             parser.error(f"--init {spec!r}: write NAME=PATH (PATH may be empty)")
         name, weights = spec.split("=", 1)
-        row = finetune(name, weights, args.iters, args.seed, args.root, args.opts)
+        tag = " ".join(args.opts) if args.tag is None else args.tag
+        row = finetune(name, weights, args.iters, args.seed, args.root, args.opts, tag)
         with open(results, "a") as f:
             f.write(json.dumps(row) + "\n")
     with open(results) as f:

@@ -28,6 +28,12 @@ def add_data_config(cfg):
     _C.PS.DATA.DOMAIN_RATIOS = (1, 1)
     # Drop training images that hold no person box (Detectron2's FILTER_EMPTY_ANNOTATIONS equivalent).
     _C.PS.DATA.FILTER_EMPTY = False
+    # Train on this fraction of each DATASETS.TRAIN set's images (label-efficiency studies, e.g. hybrid
+    # pre-training's Fig. 5 at 20 / 60 / 100 %): a random subset drawn from TRAIN_SUBSET_SEED, fixed
+    # across training seeds, and nested (the 20 % images lie inside the 60 % ones). Identities seen only
+    # in the dropped images get no identity-table row.
+    _C.PS.DATA.TRAIN_IMAGE_FRACTION = 1.0
+    _C.PS.DATA.TRAIN_SUBSET_SEED = 0
     # Records' "ignore_regions" (CrowdHuman's crowds and reflections; EuroCity Persons' depictions and the
     # persons its evaluation does not count) reach the model as IGNORE_BOXES, and the RPN (PersonSearchRPN)
     # and ROI sampling treat unmatched anchors / proposals inside one as ignored, not background. Records

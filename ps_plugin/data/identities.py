@@ -10,6 +10,8 @@ therefore never share a row.
 import copy
 import logging
 
+import numpy as np
+
 from detectron2.data import get_detection_dataset_dicts
 
 from .datasets.common import IGNORE_REGIONS, UNLABELED
@@ -17,7 +19,8 @@ from .datasets.common import IGNORE_REGIONS, UNLABELED
 # The domain tags of PS.DATA.TRAIN_DOMAINS: labelled source data, unlabelled target data (LAID).
 SOURCE, TARGET = "source", "target"
 
-__all__ = ["SOURCE", "TARGET", "IdentityMap", "hide_annotations", "load_training_records", "training_domains"]
+__all__ = ["SOURCE", "TARGET", "IdentityMap", "hide_annotations", "load_training_records", "subsample_images",
+           "training_domains"]
 
 logger = logging.getLogger(__name__)
 
@@ -114,9 +117,24 @@ def hide_annotations(records, domain):
     return hidden
 
 
+def subsample_images(records, fraction, seed, name="dataset"):
+    """The first round(fraction * len(records)) records (at least 1) of a permutation drawn from `seed`,
+    kept in their original order. The same seed gives nested subsets: the 20 % subset lies inside the
+    60 % one. fraction 1 returns `records` itself."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"PS.DATA.TRAIN_IMAGE_FRACTION must lie in (0, 1], got {fraction}.")
+    if fraction == 1:
+        return records
+    keep = max(int(round(fraction * len(records))), 1)
+    chosen = np.sort(np.random.default_rng(seed).permutation(len(records))[:keep])
+    logger.info(f"{name}: training on {keep} of its {len(records)} images (PS.DATA.TRAIN_IMAGE_FRACTION {fraction}).")
+    return [records[i] for i in chosen]
+
+
 def load_training_records(cfg):
     """(records, IdentityMap): every DATASETS.TRAIN set read once (Detectron2's
-    get_detection_dataset_dicts, FILTER_EMPTY from cfg.PS.DATA), tagged with its PS.DATA.TRAIN_DOMAINS
+    get_detection_dataset_dicts, FILTER_EMPTY from cfg.PS.DATA), cut to PS.DATA.TRAIN_IMAGE_FRACTION of
+    its images (`subsample_images`, PS.DATA.TRAIN_SUBSET_SEED), tagged with its PS.DATA.TRAIN_DOMAINS
     domain (a target set loses its annotations, `hide_annotations`), person ids replaced by table rows,
     concatenated in DATASETS.TRAIN order (a set named twice is read once and shares its rows)."""
     domains = training_domains(cfg)
@@ -125,6 +143,7 @@ def load_training_records(cfg):
         if name not in loaded:
             filter_empty = cfg.PS.DATA.FILTER_EMPTY and domains[name] == SOURCE
             records = get_detection_dataset_dicts([name], filter_empty=filter_empty)
+            records = subsample_images(records, cfg.PS.DATA.TRAIN_IMAGE_FRACTION, cfg.PS.DATA.TRAIN_SUBSET_SEED, name)
             loaded[name] = hide_annotations(records, domains[name]) if cfg.PS.DATA.TRAIN_DOMAINS else records
     identities = IdentityMap.from_records(loaded)
     logger.info(f"Identity table rows: {identities.describe()}")
