@@ -14,6 +14,9 @@ appends a row to <root>/results.jsonl; the table printed at the end covers every
 
     python benchmarks/hybrid_finetune.py --iters 150 --seed 0 --tag 60% --init imagenet= \
         PS.DATA.TRAIN_IMAGE_FRACTION 0.6
+
+Without --init it only prints the table; --plot PATH also draws search mAP against the share of training images
+(the rows tagged "N%", untagged rows counting as 100 %) for each initialisation at --iters, like the paper's Fig. 5.
 """
 import argparse
 import json
@@ -63,6 +66,43 @@ def table(rows):
     return "\n".join(lines)
 
 
+def image_share(setting):
+    """Percentage of training images of a row's setting: "60%" -> 60, "" -> 100, anything else -> None."""
+    if not setting:
+        return 100
+    return int(setting[:-1]) if setting.endswith("%") and setting[:-1].isdigit() else None
+
+
+def plot_fig5(rows, iters, path, metric="search mAP"):
+    """PNG: `metric` against the share of training images, one line per initialisation (mean over seeds, bars
+    from min to max)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = defaultdict(lambda: defaultdict(list))
+    for row in rows:
+        share = image_share(row.get("setting", ""))
+        if row["iters"] == iters and share is not None:
+            curves[row["init"]][share].append(row[metric])
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    for init, points in sorted(curves.items()):
+        shares = sorted(points)
+        means = [sum(points[x]) / len(points[x]) for x in shares]
+        low = [m - min(points[x]) for m, x in zip(means, shares)]
+        high = [max(points[x]) - m for m, x in zip(means, shares)]
+        ax.errorbar(shares, means, yerr=[low, high], marker="o", capsize=3, label=init)
+    ax.set_xlabel("training images used for fine-tuning (%)")
+    ax.set_ylabel(f"{metric} (%)")
+    ax.set_title(f"Fine-tuning for {iters} iterations")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--init", action="append", default=[], metavar="NAME=PATH",
@@ -71,6 +111,7 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--root", default="output/hybrid_finetune")
     parser.add_argument("--tag", default=None, help="name of the overrides' setting (default: the overrides)")
+    parser.add_argument("--plot", default="", metavar="PATH", help="PNG of search mAP against the image share")
     parser.add_argument("opts", nargs=argparse.REMAINDER, help="config overrides KEY VALUE ... for every run")
     args = parser.parse_args(argv)
     os.makedirs(args.root, exist_ok=True)
@@ -84,7 +125,11 @@ def main(argv=None):
         with open(results, "a") as f:
             f.write(json.dumps(row) + "\n")
     with open(results) as f:
-        print(table([json.loads(line) for line in f if line.strip()]))
+        rows = [json.loads(line) for line in f if line.strip()]
+    print(table(rows))
+    if args.plot:
+        plot_fig5(rows, args.iters, args.plot)
+        print(f"wrote {args.plot}")
 
 
 if __name__ == "__main__":
