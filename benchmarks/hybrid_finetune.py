@@ -74,8 +74,8 @@ def image_share(setting):
 
 
 def plot_fig5(rows, iters, path, metric="search mAP"):
-    """PNG: `metric` against the share of training images, one line per initialisation (mean over seeds, bars
-    from min to max)."""
+    """PNG: `metric` against the share of training images, one line per initialisation measured at two or more
+    shares (mean over seeds, bars from min to max)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -89,6 +89,8 @@ def plot_fig5(rows, iters, path, metric="search mAP"):
     fig, ax = plt.subplots(figsize=(5, 3.6))
     for init, points in sorted(curves.items()):
         shares = sorted(points)
+        if len(shares) < 2:
+            continue
         means = [sum(points[x]) / len(points[x]) for x in shares]
         low = [m - min(points[x]) for m, x in zip(means, shares)]
         high = [max(points[x]) - m for m, x in zip(means, shares)]

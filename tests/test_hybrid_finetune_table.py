@@ -14,12 +14,12 @@ def row(init, setting, seed, mAP, iters=150):
 
 
 ROWS = [row("imagenet", "", 0, 10.0), row("imagenet", "", 1, 14.0), row("hybrid", "60%", 0, 20.0),
-        row("imagenet", "", 0, 30.0, iters=400)]
+        row("imagenet", "", 0, 30.0, iters=400), row("imagenet", "20%", 0, 5.0)]
 
 
 def test_table_groups_by_init_setting_and_iterations_with_mean_and_spread():
     lines = hybrid_finetune.table(ROWS).splitlines()
-    assert len(lines) == 2 + 3
+    assert len(lines) == 2 + 4
     assert lines[2] == "| imagenet |  | 150 | 0, 1 | 12.0 (4.0) | 24.0 (8.0) | 40.0 (0.0) | 50.0 (0.0) |"
     assert lines[3].startswith("| hybrid | 60% | 150 | 0 | 20.0 |")
     assert lines[4].startswith("| imagenet |  | 400 | 0 | 30.0 |")
