@@ -48,6 +48,11 @@ def finetune(name, weights, iters, seed, root, extra_opts=(), tag=""):
     return row
 
 
+def mean_and_range(values):
+    """(mean, min, max) of a list of numbers."""
+    return sum(values) / len(values), min(values), max(values)
+
+
 def table(rows):
     """Markdown table: one line per (init, setting, iters), each metric as mean (spread) over its seeds."""
     groups = defaultdict(list)
@@ -58,9 +63,9 @@ def table(rows):
     for (init, setting, iters), runs in groups.items():
         cells = []
         for label, _ in METRICS:
-            values = [r[label] for r in runs]
-            spread = f" ({max(values) - min(values):.1f})" if len(values) > 1 else ""
-            cells.append(f"{sum(values) / len(values):.1f}{spread}")
+            mean, low, high = mean_and_range([r[label] for r in runs])
+            spread = f" ({high - low:.1f})" if len(runs) > 1 else ""
+            cells.append(f"{mean:.1f}{spread}")
         seeds = ", ".join(str(r["seed"]) for r in runs)
         lines.append(f"| {init} | {setting} | {iters} | {seeds} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -91,10 +96,10 @@ def plot_fig5(rows, iters, path, metric="search mAP"):
         shares = sorted(points)
         if len(shares) < 2:
             continue
-        means = [sum(points[x]) / len(points[x]) for x in shares]
-        low = [m - min(points[x]) for m, x in zip(means, shares)]
-        high = [max(points[x]) - m for m, x in zip(means, shares)]
-        ax.errorbar(shares, means, yerr=[low, high], marker="o", capsize=3, label=init)
+        means, lows, highs = zip(*(mean_and_range(points[x]) for x in shares))
+        below = [m - low for m, low in zip(means, lows)]
+        above = [high - m for m, high in zip(means, highs)]
+        ax.errorbar(shares, means, yerr=[below, above], marker="o", capsize=3, label=init)
     ax.set_xlabel("training images used for fine-tuning (%)")
     ax.set_ylabel(f"{metric} (%)")
     ax.set_title(f"Fine-tuning for {iters} iterations")

@@ -44,6 +44,6 @@ def test_training_records_keep_half_the_images_and_only_their_identities(synthps
     assert kept < {r["file_name"] for r in everything}
     # Identity rows are contiguous over the people seen in the kept images.
     rows = {a["person_id"] for r in records for a in r["annotations"] if a["person_id"] >= 0}
-    assert rows == set(range(len(rows)))
+    assert rows == set(range(len(rows))) and identities.num_rows == len(rows)
     cfg.SEED = 123  # another training seed trains on the same images
     assert {r["file_name"] for r in load_training_records(cfg)[0]} == kept
