@@ -1,7 +1,8 @@
 """The counting of benchmarks/laid_pseudo_label_quality.py and laid_caim_vs_greedy.py on hand-built cases:
 pseudo-label quality against true people (ps_plugin.evaluation.pseudo_labels), identity switches and merges,
 CAIM's replay where greedy matching hands a person's track to their neighbour and JV does not, and the
-run-directory plumbing (stage-1 state per checkpoint, one row per epoch)."""
+run-directory plumbing (stage-1 state per checkpoint, one row per epoch), and laid_synthps_runs.py's targets
+and table."""
 import math
 import sys
 from types import SimpleNamespace
@@ -19,6 +20,7 @@ from ps_plugin.modeling.laid.pseudo_labels import ImageDetections
 sys.path.insert(0, str(REPO_ROOT / "benchmarks"))  # the benchmark scripts import each other by name
 import laid_caim_vs_greedy  # noqa: E402
 import laid_pseudo_label_quality  # noqa: E402
+import laid_synthps_runs  # noqa: E402
 
 
 def box(x1, x2, y1=0.0, y2=20.0):
@@ -158,3 +160,25 @@ def test_quality_rows_take_one_checkpoint_per_stage_one_epoch(tmp_path):
     torch.save({"iteration": 1, "trainer": {"hooks": {}}}, tmp_path / "model_0000001.pth")
     with pytest.raises(KeyError, match="model_0000001.pth.*TargetPseudoLabelHook"):
         laid_pseudo_label_quality.quality_rows(tmp_path, name)
+
+
+# ---- laid_synthps_runs.py ----------------------------------------------------------------------------
+def test_each_run_target_names_a_config_whose_test_set_is_its_query_set():
+    for target, (config, gallery, query) in laid_synthps_runs.TARGETS.items():
+        cfg = get_ps_cfg()
+        cfg.merge_from_file(str(REPO_ROOT / "configs" / "quick_schedules" / config))
+        assert cfg.DATASETS.TEST == (query,), target
+        assert cfg.DATASETS.TRAIN[0] == "synthps_train" and gallery.endswith("_gallery")
+
+
+def test_runs_table_reads_each_record_at_its_targets_query_set():
+    def record(target, query, m_ap):
+        metrics = {f"{query}/mAP": m_ap, f"{query}/top1": 0.5, f"{query}/gt_mAP": 0.6, "det/AP": 0.7,
+                   "det/recall": 0.8}
+        return {"variant": "laid", "opts": ["PS.LAID.TSA.MODE", "off"], "seed": 2, "metrics": metrics,
+                "seconds": 120, **({"target": target} if target else {})}
+
+    rows = laid_synthps_runs.table([record(None, "synthps_b_query", 0.25),
+                                    record("realmini", "realmini_query", 0.75)]).splitlines()[2:]
+    assert rows == ["| laid | PS.LAID.TSA.MODE off | 2 | 25.0 | 50.0 | 60.0 | 70.0 | 80.0 | 2 |",
+                    "| laid | PS.LAID.TSA.MODE off | 2 | 75.0 | 50.0 | 60.0 | 70.0 | 80.0 | 2 |"]
