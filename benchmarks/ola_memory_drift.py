@@ -113,9 +113,9 @@ def oracle_runs(args):
     clustering = OLAModel.pseudo_labels
 
     for epochs in args.oracle_epochs:
-        def pseudo_labels(model, epochs=epochs):
-            if int(model.pseudo_label_state.epoch) + 1 >= epochs:
-                return clustering(model)
+        def pseudo_labels(model, epoch, epochs=epochs):
+            if epoch >= epochs:
+                return clustering(model, epoch)
             return truth.copy(), dict(statistics)
 
         OLAModel.pseudo_labels = pseudo_labels

@@ -136,7 +136,7 @@ class EpochClusteringHook(HookBase):
         device = model.pseudo_label_state.epoch.device
         labels = torch.zeros(int(model.pseudo_label_state.num_slots), dtype=torch.long, device=device)
         if comm.is_main_process():
-            computed, statistics = model.pseudo_labels()
+            computed, statistics = model.pseudo_labels(epoch)
             labels.copy_(torch.as_tensor(computed))
             logger.info(f"Epoch {epoch} pseudo labels: {statistics}")
             self.trainer.storage.put_scalars(**{f"cluster/{k}": v for k, v in statistics.items()}, smoothing_hint=False)

@@ -110,8 +110,9 @@ class ClusterMemoryModel(ABC):
         """Initial state of the memories: slots [K] <- features (every rank, same values)."""
 
     @abstractmethod
-    def pseudo_labels(self) -> Tuple[np.ndarray, dict]:
-        """Cluster the memory (runs on rank 0 only) -> (labels [num_slots] int64, statistics dict)."""
+    def pseudo_labels(self, epoch: int) -> Tuple[np.ndarray, dict]:
+        """Labels for training epoch `epoch`, by clustering the memory (runs on rank 0 only) -> (labels
+        [num_slots] int64, statistics dict)."""
 
     @abstractmethod
     def set_pseudo_labels(self, labels: torch.Tensor) -> None:

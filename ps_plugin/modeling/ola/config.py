@@ -65,6 +65,10 @@ def add_ola_config(cfg):
     # cosine distance (paper: 0.5).
     _C.PS.OLA.CLUSTER.BETA = 0.2
     _C.PS.OLA.CLUSTER.EDGE_DISTANCE = 0.5
+    # First epoch whose labels come from clustering (Alg. 1: 0, every epoch). Before it every training box
+    # is its own class (instance discrimination), so the first clustering sees a trained memory (not in the
+    # paper or the code; docs/OLA.md "Clustering from a later epoch").
+    _C.PS.OLA.CLUSTER.START_EPOCH = 0
 
     # Dual memory bank enhancement (eq. 6): cross-attention between an image's crop and proposal
     # embeddings before the losses and the memory updates.

@@ -6,6 +6,7 @@ instance memory, clustered before every epoch (ps_plugin.engine.hooks).
 """
 from typing import Dict, List
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from detectron2.config import configurable
@@ -56,7 +57,8 @@ class OLA(PersonSearchRCNN, ClusterMemoryModel):
 
     @configurable
     def __init__(self, *, memory_size, embed_dim, crop_size, test_embedding, temperature, momentum,
-                 loss_weights, matcher, num_background, enhancement, cluster_options, **kwargs):
+                 loss_weights, matcher, num_background, enhancement, cluster_options, cluster_start_epoch=0,
+                 **kwargs):
         super().__init__(**kwargs)
         if test_embedding not in ("concat", "proposal"):
             raise ValueError(f"PS.OLA.TEST_EMBEDDING must be 'concat' or 'proposal', got {test_embedding!r}")
@@ -71,6 +73,7 @@ class OLA(PersonSearchRCNN, ClusterMemoryModel):
         self.num_background = num_background
         self.enhancement = enhancement
         self.cluster_options = cluster_options
+        self.cluster_start_epoch = cluster_start_epoch
         # SpCL's independence threshold, set by the first clustering with the reliability criterion (NaN: none yet)
         self.register_buffer("independence_threshold", torch.tensor(float("nan")))
         self._slot_offsets = None
@@ -115,6 +118,9 @@ class OLA(PersonSearchRCNN, ClusterMemoryModel):
                              f"{node.CLUSTER.EPS}), got {node.CLUSTER.RELIABILITY_DELTA}")
         if not 0 <= node.CLUSTER.BETA <= 1:
             raise ValueError(f"PS.OLA.CLUSTER.BETA must be in [0, 1], got {node.CLUSTER.BETA}")
+        if node.CLUSTER.START_EPOCH < 0:
+            raise ValueError(f"PS.OLA.CLUSTER.START_EPOCH must be >= 0, got {node.CLUSTER.START_EPOCH}")
+        ret["cluster_start_epoch"] = node.CLUSTER.START_EPOCH
         return ret
 
     # ---- embeddings -------------------------------------------------------------------------
@@ -203,9 +209,12 @@ class OLA(PersonSearchRCNN, ClusterMemoryModel):
         self.proposal_memory.write(features["proposal"], slots)
         self.instance_memory.write(features["instance"], slots)
 
-    def pseudo_labels(self):
+    def pseudo_labels(self, epoch):
         if self._slot_images is None:
             raise RuntimeError("OLA.pseudo_labels: call index_training_boxes first")
+        if epoch < self.cluster_start_epoch:  # instance discrimination: every box its own class
+            num_slots = len(self._slot_images)
+            return np.arange(num_slots), {"clusters": 0, "outliers": num_slots, "same_image_pairs": 0}
         threshold = None if self.independence_threshold.isnan() else float(self.independence_threshold)
         result = cluster_features(self.instance_memory.features.cpu(), self._slot_images,
                                   independence_threshold=threshold, **self.cluster_options)
