@@ -9,13 +9,14 @@ QUICKSTART, SPNET_OC, SPNET_QC + SPNET_OC_AFTER_QC, PSDIFF). PSDiff's teacher is
 the same seed. OLA trains on boxes only; its Table 1 rows (ola_base: no PM, CAC or DMBE; ola_pm;
 ola_pm_cac; ola = all three) and plain instance discrimination (ola_instance: ola_base with every box
 its own class, DBSCAN eps 1e-6), ola_reliability (OLA with SpCL's reliability criterion) and ola_k2_1 /
-ola_k2_2 (query expansion over 1 / 2 neighbours instead of 6), ola_start1 / 2 / 3 (every box its own
-class for the first 1 / 2 / 3 epochs, clustering from then on) and ola_start2_k2_2 (both) change only
-PS.OLA switches; ola_checkpoints (ola_instance_checkpoints) is ola (ola_instance) saving a checkpoint at
-the end of each 30-iteration epoch (model_0000029.pth, ...: the memory each epoch's clustering reads,
-for ola_small_clustering.py --memory and ola_memory_drift.py --run), as do ola_k2_* and ola_start*.
-Prints one row per run (untrained -> trained, percentages) and the mean and spread (max - min) of each
-gain; the tests' margins must stay well outside that spread.
+ola_k2_2 (query expansion over 1 / 2 neighbours instead of 6), ola_start1 / 2 / 3 / 4 (every box its own
+class for the first 1 / 2 / 3 / 4 epochs, clustering from then on; ola_start4 never clusters in the 4
+epochs) and ola_start2_k2_2 (both) change only PS.OLA switches; ola_checkpoints
+(ola_instance_checkpoints) is ola (ola_instance) saving a checkpoint at the end of each 30-iteration
+epoch (model_0000029.pth, ...: the memory each epoch's clustering reads, for ola_small_clustering.py
+--memory and ola_memory_drift.py --run), as do ola_k2_* and ola_start*. Prints one row per run
+(untrained -> trained, percentages) and the mean and spread (max - min) of each gain; the tests' margins
+must stay well outside that spread.
 """
 import argparse
 import sys
@@ -52,6 +53,7 @@ OLA_RUNS = {
     "ola_start1": ("PS.OLA.CLUSTER.START_EPOCH", 1, "SOLVER.CHECKPOINT_PERIOD", 30),
     "ola_start2": ("PS.OLA.CLUSTER.START_EPOCH", 2, "SOLVER.CHECKPOINT_PERIOD", 30),
     "ola_start3": ("PS.OLA.CLUSTER.START_EPOCH", 3, "SOLVER.CHECKPOINT_PERIOD", 30),
+    "ola_start4": ("PS.OLA.CLUSTER.START_EPOCH", 4, "SOLVER.CHECKPOINT_PERIOD", 30),  # OLA's losses, no clustering
     "ola_start2_k2_2": ("PS.OLA.CLUSTER.START_EPOCH", 2, "PS.OLA.CLUSTER.K2", 2, "SOLVER.CHECKPOINT_PERIOD", 30),
 }
 METHODS = ("baseline", "spnet_oc", "spnet_qc_oc", "psdiff") + tuple(OLA_RUNS)
